@@ -1,0 +1,127 @@
+"""Configuration in one place, read from the environment.
+
+Every tunable of the service lives in :class:`Settings`; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: The trained model shipped with the package (weights) and its model card.
+DEFAULT_MODEL_PATH = PACKAGE_DIR / "models" / "mnist_deep.weights.h5"
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class CassandraSettings:
+    """How the storage module reaches Cassandra (``CASSANDRA_*`` variables)."""
+
+    contact_points: tuple[str, ...] = ("127.0.0.1",)
+    port: int = 9042
+    keyspace: str = "flaskandmnist"
+    username: str | None = None
+    password: str | None = None
+    #: Consistency level name as the driver spells it (ONE, LOCAL_QUORUM, QUORUM, ...).
+    consistency: str = "LOCAL_QUORUM"
+    #: Data centre the load-balancing policy prefers; None lets the driver pick the first seen.
+    local_dc: str | None = None
+    #: "default" retries reads/writes the driver deems safe; "fallthrough" never retries.
+    retry_policy: str = "default"
+    connect_timeout_s: float = 10.0
+    request_timeout_s: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CassandraSettings:
+        return cls(
+            contact_points=_list(env, "CASSANDRA_CONTACT_POINTS", cls.contact_points),
+            port=_int(env, "CASSANDRA_PORT", cls.port, minimum=1),
+            keyspace=env.get("CASSANDRA_KEYSPACE") or cls.keyspace,
+            username=env.get("CASSANDRA_USERNAME") or None,
+            password=env.get("CASSANDRA_PASSWORD") or None,
+            consistency=(env.get("CASSANDRA_CONSISTENCY") or cls.consistency).upper(),
+            local_dc=env.get("CASSANDRA_LOCAL_DC") or None,
+            retry_policy=(env.get("CASSANDRA_RETRY_POLICY") or cls.retry_policy).lower(),
+            connect_timeout_s=_float(env, "CASSANDRA_CONNECT_TIMEOUT", cls.connect_timeout_s),
+            request_timeout_s=_float(env, "CASSANDRA_REQUEST_TIMEOUT", cls.request_timeout_s),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of the service; build with :meth:`from_env`."""
+
+    #: Folder with the four MNIST IDX files (gzipped or raw).
+    mnist_dir: Path = Path("data/mnist")
+    #: Whether a missing MNIST folder may be fetched from a public mirror (needs internet).
+    mnist_download: bool = False
+    #: Weights of the trained model; its model card sits beside it as ``<stem>.json``.
+    model_path: Path = DEFAULT_MODEL_PATH
+    #: Largest accepted image in pixels (width x height), checked before decoding.
+    max_image_pixels: int = 40_000_000
+    #: Largest accepted image file in bytes.
+    max_image_bytes: int = 10 * 1024 * 1024
+    cassandra: CassandraSettings = field(default_factory=CassandraSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            mnist_dir=Path(env.get("MNIST_DIR") or cls.mnist_dir),
+            mnist_download=_bool(env, "MNIST_DOWNLOAD", cls.mnist_download),
+            model_path=Path(env.get("MODEL_PATH") or cls.model_path),
+            max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, minimum=1),
+            max_image_bytes=_int(env, "MAX_IMAGE_BYTES", cls.max_image_bytes, minimum=1),
+            cassandra=CassandraSettings.from_env(env),
+        )

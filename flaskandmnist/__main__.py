@@ -16,7 +16,7 @@ from .mnist import MnistError, load_mnist
 def _train(args: argparse.Namespace, settings: Settings) -> int:
     from .training import HyperParameters, train
 
-    overrides = {f.name: getattr(args, f.name) for f in fields(HyperParameters)}
+    overrides = {f.name: getattr(args, f.name, None) for f in fields(HyperParameters)}
     hp = HyperParameters(**{k: v for k, v in overrides.items() if v is not None})
     data = load_mnist(settings.mnist_dir, settings.mnist_download)
     out = args.out or settings.model_path

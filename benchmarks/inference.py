@@ -1,0 +1,101 @@
+"""Benchmark in-process inference: the classifier alone and the whole image pipeline.
+
+Prints single-image latency (p50/p99) and batched throughput for
+  1. the classifier on ready 28x28 arrays, and
+  2. decode + normalise + predict, from PNG bytes as a user would upload them.
+
+Run from the repository root:  .venv/bin/python -m benchmarks.inference
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from flaskandmnist.config import Settings
+from flaskandmnist.imaging import to_mnist
+from flaskandmnist.mnist import load_mnist
+from flaskandmnist.model import Classifier
+from flaskandmnist.training import to_float
+
+
+def latencies_ms(call: Callable[[int], object], runs: int) -> np.ndarray:
+    """Time ``call(i)`` for i in range(runs), in milliseconds."""
+    times = np.empty(runs)
+    for i in range(runs):
+        started = time.perf_counter()
+        call(i)
+        times[i] = (time.perf_counter() - started) * 1000
+    return times
+
+
+def throughput(call: Callable[[], object], items: int, seconds: float) -> float:
+    """Items per second of ``call`` (which handles ``items`` items) over about ``seconds``."""
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        call()
+        done += items
+    return done / (time.perf_counter() - started)
+
+
+def canvas_png(digit: np.ndarray, size: int = 280) -> bytes:
+    """An MNIST digit as a browser canvas exports it: black strokes, transparent background."""
+    big = Image.fromarray(digit).resize((size, size), Image.Resampling.BILINEAR)
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[..., 3] = np.asarray(big)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def report(name: str, times: np.ndarray) -> None:
+    p50, p99 = np.percentile(times, [50, 99])
+    print(f"{name:<44} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   ({len(times)} runs)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=500, help="single-image calls per figure")
+    parser.add_argument("--seconds", type=float, default=5.0, help="time per throughput figure")
+    args = parser.parse_args()
+
+    settings = Settings.from_env()
+    started = time.perf_counter()
+    classifier = Classifier.load(settings.model_path)
+    classifier.predict_one(np.zeros((28, 28), np.float32))  # trace the graph once
+    print(f"model {classifier.version}: loaded and traced in {time.perf_counter() - started:.2f} s")
+    data = load_mnist(settings.mnist_dir)
+    images = to_float(data.test_images)
+    n = len(images)
+
+    print("\n1. classifier on 28x28 arrays")
+    report("single image", latencies_ms(lambda i: classifier.predict_one(images[i % n]), args.runs))
+    for batch in (32, 256):
+        rate = throughput(lambda b=batch: classifier.predict(images[:b]), batch, args.seconds)
+        print(f"{f'batches of {batch}':<44} {rate:9.0f} images/s")
+
+    print("\n2. whole pipeline: PNG bytes -> decode -> normalise -> predict")
+    uploads = [canvas_png(digit) for digit in data.test_images[:200]]
+    print(f"   (280x280 RGBA canvas PNGs, mean {np.mean([len(u) for u in uploads]):.0f} bytes)")
+
+    def one(i: int) -> None:
+        classifier.predict_one(to_mnist(uploads[i % len(uploads)]))
+
+    report("single image", latencies_ms(one, args.runs))
+    for batch in (32, 256):
+        payloads = [uploads[i % len(uploads)] for i in range(batch)]
+        rate = throughput(
+            lambda p=payloads: classifier.predict(np.stack([to_mnist(b) for b in p])),
+            batch,
+            args.seconds,
+        )
+        print(f"{f'batches of {batch}':<44} {rate:9.0f} images/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""Shared fixtures: the MNIST data set (from MNIST_DIR, never downloaded in tests)."""
+"""Shared fixtures: MNIST (from MNIST_DIR, never downloaded in tests) and the shipped model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from flaskandmnist.config import DEFAULT_MODEL_PATH
 from flaskandmnist.mnist import Mnist, load_mnist
+from flaskandmnist.model import Classifier
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,3 +27,9 @@ def mnist_dir() -> Path:
 def mnist(mnist_dir: Path) -> Mnist:
     """All of MNIST, verified, loaded once per test session."""
     return load_mnist(mnist_dir)
+
+
+@pytest.fixture(scope="session")
+def classifier() -> Classifier:
+    """The trained model shipped in the repository, loaded once."""
+    return Classifier.load(DEFAULT_MODEL_PATH)

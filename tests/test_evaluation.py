@@ -1,0 +1,43 @@
+"""Evaluation: the metrics are computed right, and the shipped model clears the bar."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from flaskandmnist.__main__ import main
+from flaskandmnist.evaluation import evaluate_predictions, format_report
+
+
+def test_metrics_from_known_predictions() -> None:
+    labels = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2, 9])
+    predicted = np.array([0, 1, 1, 1, 1, 2, 2, 2, 7, 9])
+    result = evaluate_predictions(labels, predicted)
+    assert result.accuracy == pytest.approx(0.8)
+    assert result.errors == 2
+    assert result.per_class[0] == pytest.approx(0.5)
+    assert result.per_class[2] == pytest.approx(0.75)
+    assert result.confusion[2, 7] == 1 and result.confusion[0, 1] == 1
+    assert result.confusion.sum() == len(labels)
+
+
+def test_report_is_a_readable_table() -> None:
+    labels = np.arange(10).repeat(3)
+    report = format_report(evaluate_predictions(labels, labels), "perfect")
+    assert "accuracy: 100.00% (30/30, 0 errors)" in report
+    assert len([line for line in report.splitlines() if re.match(r"\s+\d \|", line)]) == 10
+
+
+@pytest.mark.slow
+def test_shipped_model_reaches_the_bar_on_all_10k_test_images(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`python -m flaskandmnist evaluate` prints >= 99.5% on the 10,000 MNIST test images."""
+    assert main(["evaluate"]) == 0
+    printed = capsys.readouterr().out
+    print(printed)
+    accuracy = float(re.search(r"^accuracy: ([\d.]+)%", printed, re.MULTILINE).group(1))
+    assert "(rows: true digit, columns: predicted digit)" in printed
+    assert accuracy >= 99.5

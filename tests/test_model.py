@@ -1,0 +1,84 @@
+"""The shipped classifier: its contract, and agreement between serving and training."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flaskandmnist.config import DEFAULT_MODEL_PATH
+from flaskandmnist.imaging import to_mnist
+from flaskandmnist.mnist import Mnist
+from flaskandmnist.model import Classifier, ModelNotFoundError, card_path
+from flaskandmnist.training import to_float
+
+#: A fixed sample of the MNIST test set, the same on every run.
+SAMPLE = np.random.default_rng(2024).choice(10000, size=300, replace=False)
+
+
+def png(pixels: np.ndarray, scale: int = 1) -> bytes:
+    """Encode a uint8 grayscale image as PNG, optionally enlarged like a scan."""
+    image = Image.fromarray(pixels, "L")
+    if scale > 1:
+        image = image.resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_model_card_describes_the_shipped_weights() -> None:
+    card = json.loads(card_path(DEFAULT_MODEL_PATH).read_text())
+    assert card["model_version"].startswith("mnist-deep-")
+    assert card["test_accuracy"] >= 0.995
+    assert set(card["test_per_class_accuracy"]) == {str(d) for d in range(10)}
+    assert card["data"]["md5_uncompressed"]["t10k-images-idx3-ubyte"] == (
+        "2646ac647ad5339dbf082846283269ea"
+    )
+    assert {"hyper_parameters", "library_versions", "training_seconds"} <= card.keys()
+
+
+def test_prediction_has_digit_confidence_and_ten_probabilities(
+    classifier: Classifier, mnist: Mnist
+) -> None:
+    prediction = classifier.predict_one(to_float(mnist.test_images[0]))
+    assert prediction.digit == mnist.test_labels[0] == 7
+    assert len(prediction.probabilities) == 10
+    assert sum(prediction.probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert prediction.confidence == max(prediction.probabilities)
+    assert prediction.probabilities.index(prediction.confidence) == prediction.digit
+
+
+def test_batch_and_single_predictions_agree(classifier: Classifier, mnist: Mnist) -> None:
+    images = to_float(mnist.test_images[:16])
+    batch = classifier.probabilities(images)
+    singles = np.stack([classifier.probabilities(image[np.newaxis])[0] for image in images])
+    np.testing.assert_allclose(batch, singles, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("polarity", "scale"),
+    [("white on black", 1), ("black on white", 1), ("black on white", 10)],
+)
+def test_mnist_test_images_sent_as_png_are_recognised(
+    classifier: Classifier, mnist: Mnist, polarity: str, scale: int
+) -> None:
+    """Serving path (PNG -> pipeline -> model) gets what training's arrays get."""
+    images, labels = mnist.test_images[SAMPLE], mnist.test_labels[SAMPLE]
+    if polarity == "black on white":
+        images = 255 - images
+    through_pipeline = np.stack([to_mnist(png(image, scale)) for image in images])
+    predicted = classifier.probabilities(through_pipeline).argmax(axis=1)
+    as_arrays = classifier.probabilities(to_float(mnist.test_images[SAMPLE])).argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    assert len(wrong) <= 3, f"{len(wrong)} of {len(SAMPLE)} wrong: MNIST indices {SAMPLE[wrong]}"
+    # The pipeline may not lose what the model knows: agreement with the array path.
+    assert np.mean(predicted == as_arrays) >= 0.99
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="python -m flaskandmnist train"):
+        Classifier.load(tmp_path / "absent.weights.h5")

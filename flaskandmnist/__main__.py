@@ -1,4 +1,4 @@
-"""Command line: ``python -m flaskandmnist {train,evaluate} ...``."""
+"""Command line: ``python -m flaskandmnist {train,evaluate,predict} ...``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from dataclasses import fields
 from pathlib import Path
 
 from .config import Settings
+from .evaluation import evaluate, format_report
+from .imaging import ImageError, to_mnist
 from .mnist import MnistError, load_mnist
+from .model import Classifier, ModelNotFoundError
+from .training import HyperParameters, to_float, train
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
-    from .training import HyperParameters, train
-
     overrides = {f.name: getattr(args, f.name, None) for f in fields(HyperParameters)}
     hp = HyperParameters(**{k: v for k, v in overrides.items() if v is not None})
     data = load_mnist(settings.mnist_dir, settings.mnist_download)
@@ -27,10 +29,6 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from .evaluation import evaluate, format_report
-    from .model import Classifier
-    from .training import to_float
-
     model_path = args.model or settings.model_path
     classifier = Classifier.load(model_path)
     data = load_mnist(settings.mnist_dir, settings.mnist_download)
@@ -40,6 +38,25 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     print(format_report(result, title))
     print(f"\nevaluated in {time.monotonic() - started:.1f} s")
     return 0
+
+
+def _predict(args: argparse.Namespace, settings: Settings) -> int:
+    classifier = Classifier.load(args.model or settings.model_path)
+    status = 0
+    for path in args.images:
+        try:
+            image = to_mnist(
+                path.read_bytes(),
+                max_pixels=settings.max_image_pixels,
+                max_bytes=settings.max_image_bytes,
+            )
+        except (OSError, ImageError) as exc:
+            print(f"{path}: error: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        prediction = classifier.predict_one(image)
+        print(f"{path}: {prediction.digit} (confidence {prediction.confidence:.1%})")
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,10 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     eval_cmd.add_argument("--model", type=Path, help="weights file (default: MODEL_PATH)")
     eval_cmd.set_defaults(handler=_evaluate)
 
+    predict_cmd = commands.add_parser("predict", help="name the digit in each image file")
+    predict_cmd.add_argument("images", type=Path, nargs="+", help="PNG, JPEG, GIF, BMP, WebP")
+    predict_cmd.add_argument("--model", type=Path, help="weights file (default: MODEL_PATH)")
+    predict_cmd.set_defaults(handler=_predict)
+
     args = parser.parse_args(argv)
     try:
         return args.handler(args, Settings.from_env())
-    except MnistError as exc:
+    except (MnistError, ModelNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

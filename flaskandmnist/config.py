@@ -6,6 +6,7 @@ Every tunable of the service lives in :class:`Settings`; nothing else reads ``os
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +65,57 @@ def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+#: Consistency level names the driver knows (cassandra.ConsistencyLevel).
+CONSISTENCY_LEVELS = frozenset(
+    {"ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"}
+)
+#: "token_aware": DC-aware round robin that prefers the replicas of the row (the default);
+#: "dc_aware": DC-aware round robin only; "round_robin": every node in turn, any DC.
+LOAD_BALANCING_POLICIES = frozenset({"token_aware", "dc_aware", "round_robin"})
+#: "default" retries reads/writes the driver deems safe; "fallthrough" never retries.
+RETRY_POLICIES = frozenset({"default", "fallthrough"})
+# Keyspace and data-centre names end up in CQL text (identifiers cannot be bound), so only
+# plain names are accepted.
+_KEYSPACE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
+_DC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: frozenset[str]) -> str:
+    """The member of ``choices`` the variable names, compared case-insensitively."""
+    raw = env.get(name) or default
+    by_lower = {choice.lower(): choice for choice in choices}
+    if (value := by_lower.get(raw.strip().lower())) is None:
+        raise ConfigError(f"{name} must be one of {', '.join(sorted(choices))}, got {raw!r}")
+    return value
+
+
+def keyspace_name(value: str, name: str = "CASSANDRA_KEYSPACE") -> str:
+    """``value`` if it is a plain CQL keyspace name, else :class:`ConfigError`."""
+    if not _KEYSPACE_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{name} must be a letter then up to 47 letters, digits or _, got {value!r}"
+        )
+    return value
+
+
+def datacenter_factors(
+    raw: str, name: str = "CASSANDRA_DATACENTERS"
+) -> tuple[tuple[str, int], ...]:
+    """Parses ``dc1:3,dc2:2`` into ``(("dc1", 3), ("dc2", 2))``."""
+    factors = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        dc, _, factor = part.rpartition(":")
+        if not _DC_NAME.fullmatch(dc) or not factor.isdigit() or int(factor) < 1:
+            raise ConfigError(f"{name} must look like dc1:3,dc2:2, got {raw!r}")
+        factors.append((dc, int(factor)))
+    return tuple(factors)
+
+
 @dataclass(frozen=True)
 class CassandraSettings:
-    """How the storage module reaches Cassandra (``CASSANDRA_*`` variables)."""
+    """How the storage module and csd.py reach Cassandra (``CASSANDRA_*`` variables)."""
 
     contact_points: tuple[str, ...] = ("127.0.0.1",)
     port: int = 9042
@@ -77,24 +126,38 @@ class CassandraSettings:
     consistency: str = "LOCAL_QUORUM"
     #: Data centre the load-balancing policy prefers; None lets the driver pick the first seen.
     local_dc: str | None = None
-    #: "default" retries reads/writes the driver deems safe; "fallthrough" never retries.
+    #: One of LOAD_BALANCING_POLICIES.
+    load_balancing: str = "token_aware"
+    #: One of RETRY_POLICIES.
     retry_policy: str = "default"
     connect_timeout_s: float = 10.0
     request_timeout_s: float = 10.0
+    #: Keyspace replication when csd.py creates it: SimpleStrategy with this factor ...
+    replication_factor: int = 1
+    #: ... or, when given, NetworkTopologyStrategy with these (data centre, factor) pairs.
+    datacenters: tuple[tuple[str, int], ...] = ()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> CassandraSettings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CassandraSettings:
+        env = os.environ if env is None else env
         return cls(
             contact_points=_list(env, "CASSANDRA_CONTACT_POINTS", cls.contact_points),
             port=_int(env, "CASSANDRA_PORT", cls.port, minimum=1),
-            keyspace=env.get("CASSANDRA_KEYSPACE") or cls.keyspace,
+            keyspace=keyspace_name(env.get("CASSANDRA_KEYSPACE") or cls.keyspace),
             username=env.get("CASSANDRA_USERNAME") or None,
             password=env.get("CASSANDRA_PASSWORD") or None,
-            consistency=(env.get("CASSANDRA_CONSISTENCY") or cls.consistency).upper(),
+            consistency=_choice(env, "CASSANDRA_CONSISTENCY", cls.consistency, CONSISTENCY_LEVELS),
             local_dc=env.get("CASSANDRA_LOCAL_DC") or None,
-            retry_policy=(env.get("CASSANDRA_RETRY_POLICY") or cls.retry_policy).lower(),
+            load_balancing=_choice(
+                env, "CASSANDRA_LOAD_BALANCING", cls.load_balancing, LOAD_BALANCING_POLICIES
+            ),
+            retry_policy=_choice(env, "CASSANDRA_RETRY_POLICY", cls.retry_policy, RETRY_POLICIES),
             connect_timeout_s=_float(env, "CASSANDRA_CONNECT_TIMEOUT", cls.connect_timeout_s),
             request_timeout_s=_float(env, "CASSANDRA_REQUEST_TIMEOUT", cls.request_timeout_s),
+            replication_factor=_int(
+                env, "CASSANDRA_REPLICATION_FACTOR", cls.replication_factor, minimum=1
+            ),
+            datacenters=datacenter_factors(env.get("CASSANDRA_DATACENTERS") or ""),
         )
 
 

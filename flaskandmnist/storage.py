@@ -1,0 +1,557 @@
+"""Predictions in Apache Cassandra: one Cluster/Session per process, prepared statements.
+
+The tables are created by ``csd.py`` (the one definition of the schema, see the README);
+this module only reads and writes them. Every write is idempotent per prediction id, so a
+prediction can be saved again after a failure (the later outbox replays with :meth:`save`).
+A failed read or write raises :class:`StorageError` after logging it; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import unicodedata
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from cassandra import ConsistencyLevel
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    FallthroughRetryPolicy,
+    LoadBalancingPolicy,
+    RetryPolicy,
+    RoundRobinPolicy,
+    TokenAwarePolicy,
+)
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from cassandra.util import uuid_from_time
+
+from flaskandmnist.config import CassandraSettings
+
+logger = logging.getLogger(__name__)
+
+SOURCES = frozenset({"upload", "canvas", "api"})
+MAX_FILENAME_CHARS = 255
+MAX_CONTENT_TYPE_CHARS = 255
+DIGITS = range(10)
+#: prediction_days has a single partition; one row per day that holds predictions.
+DAYS_SCOPE = "all"
+
+# Columns shared by the two listing tables (predictions_by_day, predictions_by_digit).
+_SUMMARY_COLUMNS = (
+    "id, created_at, source, filename, content_type, image_size, digit, confidence, "
+    "model_version, model_input_png"
+)
+_PREDICTION_COLUMNS = (
+    "id, created_at, source, image, content_type, filename, model_input_png, digit, "
+    "confidence, probabilities, model_version, processing_ms"
+)
+_CORRECTION_COLUMNS = (
+    "id, true_digit, predicted_digit, corrected_at, model_version, model_input_png"
+)
+
+
+class StorageError(RuntimeError):
+    """Cassandra could not do a read or write; the cause is chained and was logged."""
+
+
+class UnknownPrediction(LookupError):
+    """No prediction has the given id."""
+
+
+def _clean_text(value: str) -> str:
+    """NFC text on one line, without control, format, surrogate or unassigned characters."""
+    # Category C covers NUL, newlines, bidi overrides (U+202E) and zero-width characters,
+    # which could spoof what a person reading a listing sees; whitespace becomes a space.
+    kept = (
+        " " if char.isspace() else char
+        for char in unicodedata.normalize("NFC", value)
+        if char.isspace() or unicodedata.category(char)[0] != "C"
+    )
+    return re.sub(r"\s+", " ", "".join(kept)).strip()
+
+
+def sanitize_filename(name: str) -> str:
+    """The last path component of a client's filename, safe to store and show.
+
+    Unicode letters are kept; directories (``/`` and ``\\``), control and invisible
+    characters are dropped, runs of spaces collapsed, leading dots removed (no ``..``
+    or hidden names) and the result cut to 255 characters. May return ``""``.
+    """
+    base = re.split(r"[/\\]", name)[-1]
+    return _clean_text(base).lstrip(". ")[:MAX_FILENAME_CHARS].rstrip()
+
+
+def _utc_millis(moment: datetime) -> datetime:
+    """``moment`` in UTC with millisecond precision, as a Cassandra timestamp holds it."""
+    if moment.tzinfo is None:
+        raise ValueError("created_at must be timezone-aware")
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One prediction and the image it was made from; build new ones with :meth:`create`.
+
+    Normalised on construction: ``created_at`` to UTC milliseconds, ``filename`` and
+    ``content_type`` sanitised, ``probabilities`` to a tuple of floats.
+    """
+
+    id: uuid.UUID
+    created_at: datetime
+    source: str
+    image: bytes
+    content_type: str
+    filename: str
+    model_input_png: bytes
+    digit: int
+    confidence: float
+    probabilities: tuple[float, ...]
+    model_version: str
+    processing_ms: float
+
+    def __post_init__(self) -> None:
+        if self.id.version != 1:
+            raise ValueError(f"id must be a time-based UUID (version 1), got {self.id}")
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {sorted(SOURCES)}, got {self.source!r}")
+        if self.digit not in DIGITS:
+            raise ValueError(f"digit must be 0-9, got {self.digit!r}")
+        probabilities = tuple(float(p) for p in self.probabilities)
+        if len(probabilities) != len(DIGITS):
+            raise ValueError(f"probabilities must hold 10 values, got {len(probabilities)}")
+        normalised = {
+            "created_at": _utc_millis(self.created_at),
+            "filename": sanitize_filename(self.filename),
+            "content_type": _clean_text(self.content_type)[:MAX_CONTENT_TYPE_CHARS],
+            "probabilities": probabilities,
+            "image": bytes(self.image),
+            "model_input_png": bytes(self.model_input_png),
+            "digit": int(self.digit),
+            "confidence": float(self.confidence),
+            "processing_ms": float(self.processing_ms),
+        }
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        source: str,
+        image: bytes,
+        content_type: str,
+        filename: str,
+        model_input_png: bytes,
+        digit: int,
+        confidence: float,
+        probabilities: tuple[float, ...],
+        model_version: str,
+        processing_ms: float,
+        created_at: datetime | None = None,
+    ) -> Prediction:
+        """A new prediction with a fresh time-based id for ``created_at`` (default: now)."""
+        created_at = _utc_millis(created_at or datetime.now(UTC))
+        return cls(
+            id=uuid_from_time(created_at),
+            created_at=created_at,
+            source=source,
+            image=image,
+            content_type=content_type,
+            filename=filename,
+            model_input_png=model_input_png,
+            digit=digit,
+            confidence=confidence,
+            probabilities=probabilities,
+            model_version=model_version,
+            processing_ms=processing_ms,
+        )
+
+    @property
+    def day(self) -> date:
+        """The UTC day bucket the listing tables file this prediction under."""
+        return self.created_at.date()
+
+    @property
+    def image_size(self) -> int:
+        return len(self.image)
+
+
+@dataclass(frozen=True)
+class PredictionSummary:
+    """A row of a listing (newest first, or per digit): no original image, the 28x28 PNG."""
+
+    id: uuid.UUID
+    created_at: datetime
+    source: str
+    filename: str
+    content_type: str
+    image_size: int
+    digit: int
+    confidence: float
+    model_version: str
+    model_input_png: bytes
+
+
+@dataclass(frozen=True)
+class Correction:
+    """The true digit a person gave for a prediction, with what retraining needs."""
+
+    prediction_id: uuid.UUID
+    true_digit: int
+    predicted_digit: int
+    corrected_at: datetime
+    model_version: str
+    model_input_png: bytes = field(repr=False)
+
+
+def _utc(moment: datetime) -> datetime:
+    # The driver returns timestamps as naive datetimes in UTC.
+    return moment.replace(tzinfo=UTC)
+
+
+def _summary(row) -> PredictionSummary:
+    return PredictionSummary(
+        id=row.id,
+        created_at=_utc(row.created_at),
+        source=row.source,
+        filename=row.filename,
+        content_type=row.content_type,
+        image_size=row.image_size,
+        digit=row.digit,
+        confidence=row.confidence,
+        model_version=row.model_version,
+        model_input_png=row.model_input_png,
+    )
+
+
+def _load_balancing(settings: CassandraSettings) -> LoadBalancingPolicy:
+    if settings.load_balancing == "round_robin":
+        return RoundRobinPolicy()
+    dc_aware = DCAwareRoundRobinPolicy(local_dc=settings.local_dc)
+    return dc_aware if settings.load_balancing == "dc_aware" else TokenAwarePolicy(dc_aware)
+
+
+def build_cluster(settings: CassandraSettings) -> Cluster:
+    """A driver Cluster configured from settings (not yet connected)."""
+    profile = ExecutionProfile(
+        load_balancing_policy=_load_balancing(settings),
+        retry_policy=FallthroughRetryPolicy()
+        if settings.retry_policy == "fallthrough"
+        else RetryPolicy(),
+        consistency_level=ConsistencyLevel.name_to_value[settings.consistency],
+        request_timeout=settings.request_timeout_s,
+    )
+    auth = (
+        PlainTextAuthProvider(settings.username, settings.password or "")
+        if settings.username
+        else None
+    )
+    return Cluster(
+        contact_points=list(settings.contact_points),
+        port=settings.port,
+        auth_provider=auth,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        connect_timeout=settings.connect_timeout_s,
+        control_connection_timeout=settings.connect_timeout_s,
+        # The driver's default waits up to 10 minutes between attempts; a node back after a
+        # restart should be used again within seconds.
+        reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=10.0),
+    )
+
+
+class PredictionStore:
+    """Reads and writes predictions through one session; statements are prepared once."""
+
+    def __init__(self, cluster: Cluster, session: Session) -> None:
+        self._cluster = cluster
+        self._session = session
+        prepare = self._prepare
+        self._insert_prediction = prepare(
+            f"INSERT INTO predictions ({_PREDICTION_COLUMNS}, image_size) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._insert_by_day = prepare(
+            f"INSERT INTO predictions_by_day (day, {_SUMMARY_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._insert_by_digit = prepare(
+            f"INSERT INTO predictions_by_digit (day, {_SUMMARY_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._insert_day = prepare(
+            f"INSERT INTO prediction_days (scope, day) VALUES ('{DAYS_SCOPE}', ?)"
+        )
+        self._select_prediction = prepare(
+            f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE id = ?"
+        )
+        self._select_days = prepare(f"SELECT day FROM prediction_days WHERE scope = '{DAYS_SCOPE}'")
+        self._select_by_day = prepare(
+            f"SELECT {_SUMMARY_COLUMNS} FROM predictions_by_day WHERE day = ? LIMIT ?"
+        )
+        self._select_by_digit = prepare(
+            f"SELECT {_SUMMARY_COLUMNS} FROM predictions_by_digit "
+            "WHERE digit = ? AND day = ? LIMIT ?"
+        )
+        self._count_by_digit = prepare(
+            "SELECT COUNT(*) FROM predictions_by_digit WHERE digit = ? AND day = ?"
+        )
+        self._insert_correction = prepare(
+            f"INSERT INTO corrections (day, {_CORRECTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._select_corrections = prepare(
+            f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE day = ?"
+        )
+
+    def _prepare(self, cql: str) -> PreparedStatement:
+        statement = self._session.prepare(cql)
+        # Every statement here writes the same values for the same id: safe to retry.
+        statement.is_idempotent = True
+        return statement
+
+    @classmethod
+    def connect(cls, settings: CassandraSettings) -> PredictionStore:
+        """Connects to the keyspace in settings and prepares the statements."""
+        cluster = build_cluster(settings)
+        try:
+            session = cluster.connect(settings.keyspace)
+            return cls(cluster, session)
+        except Exception as error:
+            cluster.shutdown()
+            message = (
+                f"cannot use keyspace {settings.keyspace!r} on "
+                f"{','.join(settings.contact_points)}:{settings.port} "
+                f"(is Cassandra up, and was `python csd.py` run?): {error}"
+            )
+            logger.error(message)
+            raise StorageError(message) from error
+
+    @property
+    def keyspace(self) -> str:
+        return self._session.keyspace
+
+    def close(self) -> None:
+        self._cluster.shutdown()
+
+    def _failed(self, what: str, error: Exception) -> StorageError:
+        # The driver raises a zoo of unrelated types (NoHostAvailable, OperationTimedOut,
+        # Unavailable, WriteTimeout, ConnectionException, ...); callers get one.
+        logger.error("Cassandra: %s failed: %r", what, error)
+        return StorageError(f"Cassandra: {what} failed: {error}")
+
+    def save(self, prediction: Prediction) -> None:
+        """Stores the prediction in every table; raises StorageError if any write fails.
+
+        The full row (with the original image, up to MAX_IMAGE_BYTES) is written on its
+        own: a batch that large would be refused (batch_size_fail_threshold, 50 KiB). The
+        small listing rows then go in one logged batch, so they land together or not at
+        all. Saving the same prediction again rewrites the same rows.
+        """
+        p = prediction
+        summary = (
+            p.id,
+            p.created_at,
+            p.source,
+            p.filename,
+            p.content_type,
+            p.image_size,
+            p.digit,
+            p.confidence,
+            p.model_version,
+            p.model_input_png,
+        )
+        listings = BatchStatement(BatchType.LOGGED)
+        listings.add(self._insert_by_day, (p.day, *summary))
+        listings.add(self._insert_by_digit, (p.day, *summary))
+        listings.add(self._insert_day, (p.day,))
+        try:
+            self._session.execute(
+                self._insert_prediction,
+                (
+                    p.id,
+                    p.created_at,
+                    p.source,
+                    p.image,
+                    p.content_type,
+                    p.filename,
+                    p.model_input_png,
+                    p.digit,
+                    p.confidence,
+                    list(p.probabilities),
+                    p.model_version,
+                    p.processing_ms,
+                    p.image_size,
+                ),
+            )
+            self._session.execute(listings)
+        except Exception as error:
+            raise self._failed(f"saving prediction {p.id}", error) from error
+
+    def get(self, prediction_id: uuid.UUID) -> Prediction | None:
+        """The prediction with this id, original image included; None if there is none."""
+        try:
+            row = self._session.execute(self._select_prediction, (prediction_id,)).one()
+        except Exception as error:
+            raise self._failed(f"reading prediction {prediction_id}", error) from error
+        if row is None:
+            return None
+        return Prediction(
+            id=row.id,
+            created_at=_utc(row.created_at),
+            source=row.source,
+            image=row.image,
+            content_type=row.content_type,
+            filename=row.filename,
+            model_input_png=row.model_input_png,
+            digit=row.digit,
+            confidence=row.confidence,
+            probabilities=tuple(row.probabilities),
+            model_version=row.model_version,
+            processing_ms=row.processing_ms,
+        )
+
+    def days(self) -> Iterator[date]:
+        """The UTC days that hold predictions, newest first (paged lazily)."""
+        try:
+            for row in self._session.execute(self._select_days):
+                yield row.day.date()
+        except Exception as error:
+            raise self._failed("listing prediction days", error) from error
+
+    def latest(self, limit: int = 20) -> list[PredictionSummary]:
+        """The ``limit`` most recent predictions, newest first, across day buckets."""
+        found: list[PredictionSummary] = []
+        for day in self.days():
+            if len(found) >= limit:
+                break
+            found += self._listing(self._select_by_day, (day, limit - len(found)), "latest")
+        return found
+
+    def by_digit(
+        self, digit: int, day: date | None = None, limit: int = 100
+    ) -> list[PredictionSummary]:
+        """Predictions of ``digit`` on one UTC day (default today), newest first."""
+        day = day or datetime.now(UTC).date()
+        return self._listing(self._select_by_digit, (digit, day, limit), f"digit {digit}")
+
+    def _listing(self, statement: PreparedStatement, values: tuple, what: str) -> list:
+        try:
+            return [_summary(row) for row in self._session.execute(statement, values)]
+        except Exception as error:
+            raise self._failed(f"listing predictions ({what})", error) from error
+
+    def digit_counts(self, day: date | None = None) -> dict[int, int]:
+        """How many predictions named each digit: on one UTC day, or on all days.
+
+        Counted from the rows of predictions_by_digit (one per prediction id), so the
+        counts stay exact when a prediction is saved twice, which counters would not.
+        Costs one small query per digit and day.
+        """
+        days = [day] if day else list(self.days())
+        counts = dict.fromkeys(DIGITS, 0)
+        params = [(digit, d) for d in days for digit in DIGITS]
+        try:
+            results = execute_concurrent_with_args(
+                self._session, self._count_by_digit, params, concurrency=20
+            )
+        except Exception as error:
+            raise self._failed("counting predictions per digit", error) from error
+        # raise_on_first_error (the default) means every result here is a success.
+        for (digit, _), (_, result) in zip(params, results, strict=True):
+            counts[digit] += result.one().count
+        return counts
+
+    def save_correction(self, prediction_id: uuid.UUID, true_digit: int) -> Correction:
+        """Records the true digit for a prediction (a later correction replaces it)."""
+        if true_digit not in DIGITS:
+            raise ValueError(f"true_digit must be 0-9, got {true_digit!r}")
+        prediction = self.get(prediction_id)
+        if prediction is None:
+            raise UnknownPrediction(f"no prediction with id {prediction_id}")
+        correction = Correction(
+            prediction_id=prediction.id,
+            true_digit=int(true_digit),
+            predicted_digit=prediction.digit,
+            corrected_at=_utc_millis(datetime.now(UTC)),
+            model_version=prediction.model_version,
+            model_input_png=prediction.model_input_png,
+        )
+        try:
+            self._session.execute(
+                self._insert_correction,
+                (
+                    prediction.day,
+                    correction.prediction_id,
+                    correction.true_digit,
+                    correction.predicted_digit,
+                    correction.corrected_at,
+                    correction.model_version,
+                    correction.model_input_png,
+                ),
+            )
+        except Exception as error:
+            raise self._failed(f"saving correction of {prediction_id}", error) from error
+        return correction
+
+    def corrections(self, day: date) -> list[Correction]:
+        """Corrections of the predictions made on one UTC day, for retraining."""
+        try:
+            rows = self._session.execute(self._select_corrections, (day,))
+            return [
+                Correction(
+                    prediction_id=row.id,
+                    true_digit=row.true_digit,
+                    predicted_digit=row.predicted_digit,
+                    corrected_at=_utc(row.corrected_at),
+                    model_version=row.model_version,
+                    model_input_png=row.model_input_png,
+                )
+                for row in rows
+            ]
+        except Exception as error:
+            raise self._failed(f"listing corrections of {day}", error) from error
+
+
+_lock = threading.Lock()
+_store: PredictionStore | None = None
+
+
+def get_store(settings: CassandraSettings | None = None) -> PredictionStore:
+    """This process's store, connected on first use (settings default to the environment).
+
+    Under gunicorn, call it in the workers (e.g. per request), not at import time in the
+    master: a forked child never reuses its parent's connections (see _after_fork).
+    """
+    global _store
+    with _lock:
+        if _store is None:
+            _store = PredictionStore.connect(settings or CassandraSettings.from_env())
+        return _store
+
+
+def close_store() -> None:
+    """Closes this process's store, if any (e.g. in gunicorn's worker_exit hook)."""
+    global _store
+    with _lock:
+        if _store is not None:
+            _store.close()
+            _store = None
+
+
+def _after_fork() -> None:
+    # The driver's threads and sockets belong to the parent; the child connects anew.
+    global _lock, _store
+    _lock = threading.Lock()
+    _store = None
+
+
+os.register_at_fork(after_in_child=_after_fork)

@@ -1,15 +1,24 @@
-"""Shared fixtures: MNIST (from MNIST_DIR, never downloaded in tests) and the shipped model."""
+"""Shared fixtures: MNIST (from MNIST_DIR, never downloaded in tests), the shipped model and
+the real Apache Cassandra server."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cassandra.cluster import Session
+from cassandra_server import CassandraServer, open_server
 
-from flaskandmnist.config import DEFAULT_MODEL_PATH
+from csd import ensure_schema, replication_of
+from flaskandmnist.config import DEFAULT_MODEL_PATH, CassandraSettings
 from flaskandmnist.mnist import Mnist, load_mnist
 from flaskandmnist.model import Classifier
+from flaskandmnist.storage import build_cluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,3 +42,74 @@ def mnist(mnist_dir: Path) -> Mnist:
 def classifier() -> Classifier:
     """The trained model shipped in the repository, loaded once."""
     return Classifier.load(DEFAULT_MODEL_PATH)
+
+
+# --- Apache Cassandra: one real server per session (see tests/cassandra_server.py) ---------
+
+
+@pytest.fixture(scope="session")
+def cassandra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraServer]:
+    """The test server, started once; if it cannot start, every test using it fails."""
+    try:
+        server = open_server(tmp_path_factory.mktemp("cassandra"))
+    except Exception as error:  # whatever the backend raises, the reason must be shown
+        pytest.fail(f"could not start Cassandra for the tests: {error}", pytrace=False)
+    _SERVERS.append(server)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def cql_session(cassandra: CassandraServer) -> Iterator[Session]:
+    """An administrator's session on the test server, not bound to a keyspace."""
+    cluster = build_cluster(cassandra.settings("system"))
+    try:
+        yield cluster.connect()
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def new_keyspace(cql_session: Session) -> Iterator[Callable[[str], str]]:
+    """Creates a keyspace with the whole schema (csd.py's ensure_schema); drops them at the end."""
+    created: list[str] = []
+
+    def create(prefix: str) -> str:
+        name = f"{prefix}_{secrets.token_hex(4)}"
+        ensure_schema(cql_session, name, replication_of(CassandraSettings()))
+        created.append(name)
+        return name
+
+    yield create
+    for name in created:
+        cql_session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+
+
+@pytest.fixture(scope="session")
+def run_csd(cassandra: CassandraServer) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Runs ``python csd.py ARGS`` against the test server, as an operator would."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(REPO_ROOT / "csd.py"), *args],
+            env={**os.environ, **cassandra.environ(), **(env or {})},
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+
+    return run
+
+
+_SERVERS: list[CassandraServer] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Reports how long Cassandra took, so that CI logs show it."""
+    for server in _SERVERS:
+        steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in server.timings.items())
+        terminalreporter.write_line(f"Cassandra ({server.kind} on port {server.port}): {steps}")

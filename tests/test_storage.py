@@ -1,0 +1,310 @@
+"""The storage module against the real Cassandra: round trips, sizes, hostile input, restart."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cassandra.cluster import Session
+from cassandra_server import CassandraServer
+from PIL import Image
+
+from flaskandmnist import storage
+from flaskandmnist.storage import (
+    Prediction,
+    PredictionStore,
+    StorageError,
+    UnknownPrediction,
+    sanitize_filename,
+)
+
+
+def png(width: int, height: int, seed: int = 0) -> bytes:
+    """A real grayscale PNG with some ink, different per seed."""
+    image = Image.new("L", (width, height), 0)
+    image.putpixel((seed % width, (seed // width) % height), 255)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def make_prediction(
+    digit: int = 7,
+    *,
+    image: bytes | None = None,
+    filename: str = "digit.png",
+    created_at: datetime | None = None,
+    seed: int = 0,
+) -> Prediction:
+    probabilities = [0.001] * 10
+    probabilities[digit] = 0.991
+    return Prediction.create(
+        source=("upload", "canvas", "api")[seed % 3],
+        image=png(40, 50, seed) if image is None else image,
+        content_type="image/png",
+        filename=filename,
+        model_input_png=png(28, 28, seed),
+        digit=digit,
+        confidence=0.991,
+        probabilities=tuple(probabilities),
+        model_version="mnist_deep-test",
+        processing_ms=3.25 + seed,
+        created_at=created_at,
+    )
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def store(
+    cassandra: CassandraServer, new_keyspace: Callable[[str], str]
+) -> Iterator[PredictionStore]:
+    store = PredictionStore.connect(cassandra.settings(new_keyspace("test_storage")))
+    yield store
+    store.close()
+
+
+# --- without Cassandra ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("ziffer_7_ß_数字_\u0667.png", "ziffer_7_ß_数字_\u0667.png"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\eve\\My Digits\\7.png", "7.png"),
+        ("'; DROP TABLE predictions; --.png", "'; DROP TABLE predictions; --.png"),
+        ("a\x00b\nc\td\u202egnp.exe", "ab c dgnp.exe"),
+        ("zero\u200bwidth.png", "zerowidth.png"),
+        ("..", ""),
+        (".hidden.png", "hidden.png"),
+        ("   spaced   out .png  ", "spaced out .png"),
+        ("e\u0301.png", "\u00e9.png"),
+        ("dir/", ""),
+        ("x" * 1000 + ".png", "x" * 255),
+    ],
+)
+def test_sanitize_filename(raw: str, clean: str) -> None:
+    assert sanitize_filename(raw) == clean
+
+
+def test_prediction_is_validated_and_normalised() -> None:
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678_999, tzinfo=UTC)
+    prediction = make_prediction(3, filename="../x.png", created_at=moment)
+    assert prediction.created_at == moment.replace(microsecond=678_000)
+    assert prediction.filename == "x.png"
+    assert prediction.day.isoformat() == "2026-01-02"
+    assert prediction.id.version == 1
+    with pytest.raises(ValueError, match="timezone"):
+        make_prediction(created_at=datetime(2026, 1, 1))
+    for change, message in [
+        ({"digit": 10}, "digit"),
+        ({"source": "email"}, "source"),
+        ({"probabilities": (0.1,) * 9}, "10 values"),
+        ({"id": uuid.uuid4()}, "time-based"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            Prediction(**{**prediction.__dict__, **change})
+
+
+# --- against the real server ------------------------------------------------------------
+
+
+@pytest.mark.cassandra
+def test_round_trip_by_id_recency_and_digit(
+    cassandra: CassandraServer, new_keyspace: Callable[[str], str]
+) -> None:
+    # A keyspace of its own: the recency and count checks see exactly these predictions.
+    store = PredictionStore.connect(cassandra.settings(new_keyspace("test_round_trip")))
+    now = datetime.now(UTC)
+    # 30 predictions over three UTC days, 1 ms apart, oldest first.
+    saved = [
+        make_prediction(
+            i % 10,
+            created_at=now - timedelta(days=2 - i // 10, milliseconds=100 - i),
+            seed=i,
+        )
+        for i in range(30)
+    ]
+    try:
+        for prediction in saved:
+            store.save(prediction)
+
+        for prediction in saved:
+            loaded = store.get(prediction.id)
+            assert loaded == prediction
+            assert sha256(loaded.image) == sha256(prediction.image)
+            assert sha256(loaded.model_input_png) == sha256(prediction.model_input_png)
+
+        newest_first = saved[::-1]
+        latest = store.latest(25)  # crosses from today's bucket into the day before yesterday's
+        assert [s.id for s in latest] == [p.id for p in newest_first[:25]]
+        for summary, prediction in zip(latest, newest_first, strict=False):
+            assert summary.created_at == prediction.created_at
+            assert summary.filename == prediction.filename
+            assert summary.image_size == len(prediction.image)
+            assert sha256(summary.model_input_png) == sha256(prediction.model_input_png)
+        assert len(store.latest(100)) == 30
+        assert list(store.days()) == sorted({p.day for p in saved}, reverse=True)
+
+        for digit in range(10):
+            today = [p for p in newest_first if p.digit == digit and p.day == now.date()]
+            assert [s.id for s in store.by_digit(digit)] == [p.id for p in today]
+            old_day = saved[0].day
+            old = [p for p in newest_first if p.digit == digit and p.day == old_day]
+            assert [s.id for s in store.by_digit(digit, old_day)] == [p.id for p in old]
+
+        assert store.digit_counts() == dict.fromkeys(range(10), 3)
+        assert store.digit_counts(now.date()) == dict.fromkeys(range(10), 1)
+    finally:
+        store.close()
+
+
+@pytest.mark.cassandra
+@pytest.mark.parametrize(
+    "image",
+    [png(1, 1), os.urandom(1024 * 1024), os.urandom(10 * 1024 * 1024)],
+    ids=["1-pixel-png", "1-MiB", "10-MiB-max-image-bytes"],
+)
+def test_images_of_any_allowed_size_are_stored_exactly(
+    store: PredictionStore, image: bytes
+) -> None:
+    prediction = make_prediction(image=image)
+    store.save(prediction)
+    loaded = store.get(prediction.id)
+    assert loaded is not None
+    assert loaded.image_size == len(image)
+    assert sha256(loaded.image) == sha256(image)
+
+
+@pytest.mark.cassandra
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "ziffer_7_ß_数字_\u0667_🙂.png",
+        "../../etc/passwd",
+        "'; DROP TABLE predictions; --",
+        "x', 0x00, 7); DELETE FROM predictions WHERE id = now(); --",
+        "a\x00b\r\nc\u202egnp.exe",
+        '"quoted" $$dollar$$ \\back\\slash',
+    ],
+)
+def test_hostile_filenames_are_sanitised_and_bound_as_values(
+    store: PredictionStore, cql_session: Session, filename: str
+) -> None:
+    prediction = make_prediction(filename=filename)
+    store.save(prediction)
+    loaded = store.get(prediction.id)
+    assert loaded is not None
+    assert loaded.filename == sanitize_filename(filename)
+    listed = {s.id: s for s in store.by_digit(prediction.digit)}
+    assert listed[prediction.id].filename == sanitize_filename(filename)
+    # Nothing in the text was executed as CQL: every table is still there.
+    tables = {
+        row.table_name
+        for row in cql_session.execute(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
+            (store.keyspace,),
+        )
+    }
+    assert {"predictions", "predictions_by_day", "predictions_by_digit"} <= tables
+
+
+@pytest.mark.cassandra
+def test_saving_twice_is_idempotent(store: PredictionStore) -> None:
+    day = datetime(2001, 9, 9, 1, 46, 40, tzinfo=UTC)
+    prediction = make_prediction(4, created_at=day)
+    store.save(prediction)
+    store.save(prediction)  # e.g. replayed after an unclear failure
+    assert [s.id for s in store.by_digit(4, day.date())] == [prediction.id]
+    assert store.digit_counts(day.date()) == {**dict.fromkeys(range(10), 0), 4: 1}
+
+
+@pytest.mark.cassandra
+def test_corrections_are_kept_for_retraining(store: PredictionStore) -> None:
+    day = datetime(2003, 3, 3, 12, tzinfo=UTC)
+    prediction = make_prediction(1, created_at=day)
+    store.save(prediction)
+    store.save_correction(prediction.id, 2)
+    correction = store.save_correction(prediction.id, 7)  # the later one wins
+    assert (correction.true_digit, correction.predicted_digit) == (7, 1)
+    assert store.corrections(day.date()) == [correction]
+    assert correction.model_input_png == prediction.model_input_png
+    with pytest.raises(UnknownPrediction):
+        store.save_correction(make_prediction().id, 3)
+    with pytest.raises(ValueError, match="0-9"):
+        store.save_correction(prediction.id, 10)
+
+
+@pytest.mark.cassandra
+def test_get_of_unknown_id_is_none(store: PredictionStore) -> None:
+    assert store.get(make_prediction().id) is None
+
+
+@pytest.mark.cassandra
+def test_connect_to_missing_keyspace_is_a_clear_error(cassandra: CassandraServer) -> None:
+    with pytest.raises(StorageError, match=r"no_such_keyspace.*csd\.py"):
+        PredictionStore.connect(cassandra.settings("no_such_keyspace"))
+
+
+@pytest.mark.cassandra
+def test_one_store_per_process_and_a_new_one_after_fork(
+    cassandra: CassandraServer, store: PredictionStore
+) -> None:
+    settings = cassandra.settings(store.keyspace)
+    parent = storage.get_store(settings)
+    try:
+        assert storage.get_store() is parent
+        child_prediction = make_prediction(5)
+        pid = os.fork()
+        if pid == 0:  # the child: like a gunicorn worker forked from a master that connected
+            try:
+                child = storage.get_store(settings)
+                child.save(child_prediction)
+                os._exit(0 if child is not parent else 1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert parent.get(child_prediction.id) == child_prediction
+    finally:
+        storage.close_store()
+
+
+@pytest.mark.cassandra
+def test_session_survives_a_restart_and_failed_writes_raise(
+    cassandra: CassandraServer, store: PredictionStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = make_prediction(8)
+    store.save(before)
+
+    cassandra.stop()
+    during = make_prediction(9)
+    with (
+        caplog.at_level(logging.ERROR, logger="flaskandmnist.storage"),
+        pytest.raises(StorageError, match=str(during.id)),
+    ):
+        store.save(during)
+    assert any(str(during.id) in record.getMessage() for record in caplog.records)
+
+    cassandra.start()
+    deadline = time.monotonic() + 60
+    while True:  # the driver reconnects in the background, within seconds
+        try:
+            assert store.get(before.id) == before
+            break
+        except StorageError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    store.save(during)  # the same store, the same prepared statements
+    assert store.get(during.id) == during

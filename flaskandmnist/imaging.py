@@ -1,0 +1,365 @@
+"""The one image pipeline: any uploaded image -> the 28x28 MNIST format the model was trained on.
+
+MNIST digits are size-normalised to fit a 20x20 box (aspect ratio kept, anti-aliased) and then
+placed in a 28x28 field so that their centre of mass is at the centre; ink is 1, background 0.
+:func:`to_mnist` reproduces that from real photos, scans and canvas drawings:
+
+1. decode safely (size limits before decoding, first frame, EXIF orientation) and reduce huge
+   images to a working resolution;
+2. turn pixels into one signal: alpha where the background is transparent, luminance otherwise;
+3. decide the polarity from the border, subtract a smooth background estimate (uneven lighting)
+   and stretch so that the background is 0 and the ink is 1;
+4. keep the connected ink components that make up the digit (no specks, no scan edges);
+5. crop, adjust the stroke width to MNIST's when it is far off, scale the longest side to 20 px
+   and centre by centre of mass in 28x28.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+from scipy import ndimage as ndi
+
+from flaskandmnist.config import Settings
+
+MNIST_SIDE = 28
+#: The digit's longest side in MNIST.
+DIGIT_SIDE = 20
+#: MNIST's centres of mass lie in [13.5, 14.5] (row and column index): (14, 14) up to the
+#: whole-pixel shift MNIST applied.
+MNIST_CENTRE = 14.0
+#: Formats accepted; anything else (EPS, which runs Ghostscript, fonts, icons, ...) is refused.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
+
+# Longest side of the working image. Plenty for a 20 px digit, and it bounds the work per image.
+_WORK_SIDE = 1024
+# Outer band of the image (fraction of its shorter side) where the background shows.
+_BORDER_BAND = 0.04
+# Scan and photo edges (paper edges, scanner lines, a strip of table) lie within this fraction
+# of one side of the image and run along at least _EDGE_SPAN of it.
+_EDGE_BAND, _EDGE_SPAN = 0.15, 0.6
+# Ink contrast below this (in units of full white - black) is noise, not writing.
+_MIN_CONTRAST = 0.08
+# Percentile of the ink pixels that maps to 1: a robust "ink level", so that faint pencil yields
+# a full-strength digit while a few dark specks do not set the scale.
+_INK_PERCENTILE = 80
+# A pixel belongs to a stroke when its normalised ink is above this (MNIST's 20 px bounding box
+# is exactly 20 px at this level for every test digit).
+_STROKE_LEVEL = 0.25
+# The digit's main component must cover at least this fraction of the image (and a few pixels).
+_MIN_INK_FRACTION = 2e-4
+_MIN_INK_PIXELS = 6
+# Components lighter than this fraction of the main one are specks: they never widen the crop.
+_SPECK_FRACTION = 0.02
+# Heavier components join the digit when they lie within this fraction of its size.
+_JOIN_MARGIN = 0.25
+# Stroke width / longest side of the digit. In MNIST the median is 0.14 (2.8 px of 20) and
+# 99.9 % lie in [0.10, 0.35]; 0.10 is also the least this estimate gives at 20 px. Thinner
+# strokes (a pen line on a big canvas) are thickened to the target. Bold strokes are left as
+# they are: MNIST has its share of them, and eroding a blob does not bring back its loops.
+_THIN, _THIN_TARGET = 0.075, 0.13
+# Stroke width is adjusted at about this resolution (longest side), a few times the output's.
+_STROKE_SIDE = 80
+
+_BOMB_LOCK = threading.Lock()
+
+
+class ImageError(ValueError):
+    """The image cannot be turned into a digit; the message is meant for the user."""
+
+
+class UnreadableImageError(ImageError):
+    """Not an image, corrupt, or in an unsupported format."""
+
+
+class BlankImageError(ImageError):
+    """The image holds no ink that could be a digit."""
+
+
+class ImageTooLargeError(ImageError):
+    """The file's bytes or the image's pixels exceed the configured limit."""
+
+
+def load_image(data: bytes, *, max_pixels: int, max_bytes: int) -> Image.Image:
+    """Decode the first frame of ``data`` upright, refusing oversized input before decoding it.
+
+    Large JPEGs are decoded at a reduced scale (never below the working resolution).
+    """
+    if not data:
+        raise UnreadableImageError("The file is empty.")
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(
+            f"The file is {len(data):,} bytes; the limit is {max_bytes:,} bytes."
+        )
+    try:
+        # Image.open reads only the header. Pillow's own bomb check warns (or raises) there; the
+        # warning is made an error so that it reaches the caller as ImageTooLargeError. The filter
+        # is process-wide, hence the lock.
+        with _BOMB_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageTooLargeError(
+                f"The image is {width}x{height} = {width * height:,} pixels; "
+                f"the limit is {max_pixels:,} pixels."
+            )
+        reduction = math.ceil(max(width, height) / _WORK_SIDE)
+        if reduction > 1:
+            image.draft(None, (math.ceil(width / reduction), math.ceil(height / reduction)))
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageTooLargeError(f"The image is too large: {error}") from None
+    except Exception as error:  # Pillow's decoders raise many types on malformed input.
+        raise UnreadableImageError(
+            f"The file is not a readable image ({', '.join(FORMATS)}): {error}"
+        ) from None
+
+
+def to_mnist(
+    data: bytes,
+    *,
+    max_pixels: int = Settings.max_image_pixels,
+    max_bytes: int = Settings.max_image_bytes,
+) -> np.ndarray:
+    """Image file bytes -> (28, 28) float32 in [0, 1], ink 1, as MNIST."""
+    return to_mnist_image(load_image(data, max_pixels=max_pixels, max_bytes=max_bytes))
+
+
+def to_mnist_array(image: np.ndarray) -> np.ndarray:
+    """An image array -> (28, 28) float32 in [0, 1], ink 1, as MNIST.
+
+    ``image`` is (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16 (grey only) or
+    float in [0, 1] (grey only).
+    """
+    array = np.asarray(image)
+    if np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float32)
+    try:
+        pil = Image.fromarray(array)
+    except (TypeError, ValueError) as error:
+        raise UnreadableImageError(
+            f"Unsupported image array {array.shape} {array.dtype}: {error}"
+        ) from None
+    return to_mnist_image(pil)
+
+
+def to_mnist_image(image: Image.Image) -> np.ndarray:
+    """A decoded image -> (28, 28) float32 in [0, 1], ink 1, as MNIST."""
+    return _digit(_signal(image))
+
+
+def mnist_to_png(array: np.ndarray) -> bytes:
+    """The (28, 28) array the model saw -> an 8-bit grayscale PNG."""
+    array = np.asarray(array)
+    if array.shape != (MNIST_SIDE, MNIST_SIDE):
+        raise ValueError(f"expected a {MNIST_SIDE}x{MNIST_SIDE} array, got {array.shape}")
+    grey = np.rint(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(grey, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _signal(image: Image.Image) -> np.ndarray:
+    """One float32 channel in [0, 1] at working resolution in which the digit stands out."""
+    has_alpha = image.has_transparency_data
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        scale = 1.0 if image.mode == "F" else 65535.0  # 16-bit grey (mode I: 16-bit data too)
+        image = image.convert("F")
+        has_alpha = False
+    else:
+        scale = 255.0
+        image = image.convert("LA" if has_alpha else "L")
+    reduction = math.ceil(max(image.size) / _WORK_SIDE)
+    if reduction > 1:
+        image = image.reduce(reduction)
+    array = np.asarray(image, dtype=np.float32) / scale
+    if not has_alpha:
+        return np.clip(array, 0.0, 1.0)
+    luminance, alpha = array[..., 0], array[..., 1]
+    border_alpha = _border(alpha)
+    if np.median(border_alpha) < 0.5:
+        # Transparent background, as a browser canvas exports it: the ink is wherever there is
+        # paint, whatever its colour (the transparent pixels are often black too).
+        return alpha
+    # Opaque background with transparent patches: show those patches as background.
+    paper = np.median(_border(luminance)[border_alpha >= 0.5])
+    return alpha * luminance + (1.0 - alpha) * paper
+
+
+def _digit(signal: np.ndarray) -> np.ndarray:
+    ink = _normalise(signal)
+    labels, count = ndi.label(ink > _STROKE_LEVEL, structure=np.ones((3, 3)))
+    (top, left, bottom, right), kept = _select(ink, labels, count)
+    # The kept components with their anti-aliased rims (below the stroke level, at most two
+    # pixels wide); everything else around them (specks, lines, noise) is erased.
+    rim = 2
+    box = np.s_[max(top - rim, 0) : bottom + rim, max(left - rim, 0) : right + rim]
+    digit = ndi.maximum_filter(kept[labels[box]], size=2 * rim + 1)
+    return _place(_render(_trim(np.where(digit, ink[box], 0.0))))
+
+
+def _normalise(signal: np.ndarray) -> np.ndarray:
+    """Ink map: background 0, ink 1, whatever the polarity, lighting and contrast."""
+    deviation = signal - _background(signal)
+    # Polarity: the side on which the image departs further from its background, counting
+    # pixel by pixel (the mean would flip a bold digit; a plain comparison with the border
+    # would flip a photo lit brighter in the middle than at its edges).
+    visible = np.abs(deviation) > _MIN_CONTRAST / 2
+    ink = deviation if deviation[visible].sum() >= 0 else -deviation
+    # Noise floor from the band along the border, where the background shows.
+    border = _border(ink)
+    median = np.median(border)
+    floor = median + 4.5 * np.median(np.abs(border - median))
+    # The ink level, from the pixels clearly above the floor.
+    above = ink[ink > floor + _MIN_CONTRAST / 2]
+    level = np.percentile(above, _INK_PERCENTILE) if above.size else floor
+    if level - floor < _MIN_CONTRAST:
+        raise BlankImageError("No digit found: the image is blank or has too little contrast.")
+    return np.clip((ink - floor) / (level - floor), 0.0, 1.0).astype(np.float32)
+
+
+def _background(image: np.ndarray) -> np.ndarray:
+    """The paper's level: what the border shows, interpolated inwards (a bilinearly blended
+    Coons patch). Gradients, vignetting and shadows that reach the border are removed; the ink,
+    however bold, never counts as paper."""
+    band = _band(image.shape)
+    # Along each edge: the median across the band, then a running median along the edge over
+    # half its length, which removes ink crossing the border and keeps the lighting.
+    top, bottom = (_smooth(np.median(edge, axis=0)) for edge in (image[:band], image[-band:]))
+    left, right = (_smooth(np.median(edge, axis=1)) for edge in (image[:, :band], image[:, -band:]))
+    v = np.linspace(0.0, 1.0, image.shape[0], dtype=np.float32)[:, None]
+    u = np.linspace(0.0, 1.0, image.shape[1], dtype=np.float32)[None, :]
+    corners = (1 - v) * ((1 - u) * top[0] + u * top[-1]) + v * (
+        (1 - u) * bottom[0] + u * bottom[-1]
+    )
+    return (1 - v) * top + v * bottom + (1 - u) * left[:, None] + u * right[:, None] - corners
+
+
+def _smooth(profile: np.ndarray) -> np.ndarray:
+    return ndi.median_filter(profile, size=max(1, profile.size // 2), mode="nearest")
+
+
+def _select(
+    ink: np.ndarray, labels: np.ndarray, count: int
+) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The digit's bounds (top, left, bottom, right), and which labels make it up."""
+    if count == 0:
+        raise BlankImageError("No digit found: the image is blank.")
+    area = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)[1:]
+    bounds = np.array([(r.start, c.start, r.stop, c.stop) for r, c in ndi.find_objects(labels)])
+    # Scan and photo edges: within the outer band of a side, running along most of it. A digit
+    # may lie along the border of a tight crop, so they go only if other ink remains.
+    top, left, bottom, right = (bounds / (labels.shape * 2)).T
+    edge = (right - left >= _EDGE_SPAN) & ((bottom <= _EDGE_BAND) | (top >= 1 - _EDGE_BAND))
+    edge |= (bottom - top >= _EDGE_SPAN) & ((right <= _EDGE_BAND) | (left >= 1 - _EDGE_BAND))
+    if not edge.all():
+        mass[edge] = 0.0
+    main = int(np.argmax(mass))
+    if area[main] < max(_MIN_INK_PIXELS, _MIN_INK_FRACTION * labels.size):
+        raise BlankImageError("No digit found: only specks of ink.")
+    # Join heavy components near the digit (the separate strokes of a 4, 5 or 7), growing
+    # the box as they join. Specks are left out.
+    heavy = mass >= _SPECK_FRACTION * mass[main]
+    kept = np.arange(count) == main
+    box = bounds[main]
+    while True:
+        margin = _JOIN_MARGIN * max(box[2] - box[0], box[3] - box[1])
+        near = (bounds[:, :2] <= box[2:] + margin).all(axis=1)
+        near &= (bounds[:, 2:] >= box[:2] - margin).all(axis=1)
+        joining = heavy & near & ~kept
+        if not joining.any():
+            break
+        kept |= joining
+        box = np.concatenate([bounds[kept, :2].min(axis=0), bounds[kept, 2:].max(axis=0)])
+    return (int(box[0]), int(box[1]), int(box[2]), int(box[3])), np.concatenate([[False], kept])
+
+
+def _render(digit: np.ndarray) -> np.ndarray:
+    """The digit scaled to a longest side of 20 px, thin strokes thickened to MNIST's."""
+    longest = max(digit.shape)
+    if _stroke_width(digit > 0.5) / longest < _THIN:
+        # Thicken at a few times the output's resolution. Max-pooling down to it keeps even
+        # hairlines at full strength (averaging would fade them).
+        digit = _max_pool(digit, max(1, longest // _STROKE_SIDE))
+        longest, width = max(digit.shape), _stroke_width(digit > 0.5)
+        # The radius that brings the width to the target relative to the grown digit.
+        radius = (_THIN_TARGET * longest - width) / (2 * (1 - _THIN_TARGET))
+        digit = _trim(_thicken(np.pad(digit, math.ceil(radius + 1)), radius))
+        longest = max(digit.shape)
+    height, width = digit.shape
+    size = (
+        max(1, round(width * DIGIT_SIDE / longest)),
+        max(1, round(height * DIGIT_SIDE / longest)),
+    )
+    # BOX (area coverage) is the anti-aliasing MNIST has; enlarging uses bilinear interpolation.
+    resample = Image.Resampling.BOX if longest >= DIGIT_SIDE else Image.Resampling.BILINEAR
+    scaled = Image.fromarray(digit.astype(np.float32), mode="F").resize(size, resample)
+    return np.clip(np.asarray(scaled), 0.0, 1.0)
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width in pixels: area / length, the length being half the boundary."""
+    padded = np.pad(mask, 1)
+    interior = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1]
+    interior &= padded[1:-1, :-2] & padded[1:-1, 2:]
+    area = np.count_nonzero(mask)
+    return 2 * area / max(area - np.count_nonzero(interior), 1)
+
+
+def _thicken(ink: np.ndarray, radius: float) -> np.ndarray:
+    """Dilate the strokes by ``radius`` pixels, with an anti-aliased edge."""
+    distance = ndi.distance_transform_edt(ink <= 0.5)
+    return np.maximum(ink, np.clip(radius + 0.5 - distance, 0.0, 1.0))
+
+
+def _place(digit: np.ndarray) -> np.ndarray:
+    """Put the digit in 28x28 with its centre of mass at MNIST's centre (whole-pixel shift)."""
+    out = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
+    height, width = digit.shape
+    rows, cols = ndi.center_of_mass(digit)
+    top = min(max(round(MNIST_CENTRE - rows), 0), MNIST_SIDE - height)
+    left = min(max(round(MNIST_CENTRE - cols), 0), MNIST_SIDE - width)
+    out[top : top + height, left : left + width] = digit
+    return out
+
+
+def _max_pool(array: np.ndarray, step: int) -> np.ndarray:
+    """Maximum over ``step`` x ``step`` blocks (zero-padded to whole blocks)."""
+    height, width = array.shape
+    padded = np.pad(array, ((0, -height % step), (0, -width % step)))
+    blocks = padded.reshape(padded.shape[0] // step, step, padded.shape[1] // step, step)
+    return blocks.max(axis=(1, 3))
+
+
+def _trim(array: np.ndarray) -> np.ndarray:
+    """``array`` cut to the bounding box of its nonzero pixels."""
+    rows, cols = np.flatnonzero(array.any(axis=1)), np.flatnonzero(array.any(axis=0))
+    return array[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def _band(shape: tuple[int, ...]) -> int:
+    """Width of the outer band of an image, where its background shows."""
+    return max(1, round(min(shape[:2]) * _BORDER_BAND))
+
+
+def _border(array: np.ndarray) -> np.ndarray:
+    """Values in the outer band of a 2-D array."""
+    width = _band(array.shape)
+    return np.concatenate(
+        [
+            array[:width].ravel(),
+            array[-width:].ravel(),
+            array[width:-width, :width].ravel(),
+            array[width:-width, -width:].ravel(),
+        ]
+    )

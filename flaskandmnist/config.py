@@ -132,6 +132,9 @@ class CassandraSettings:
     retry_policy: str = "default"
     connect_timeout_s: float = 10.0
     request_timeout_s: float = 10.0
+    #: CQL native protocol version: 5 for Cassandra 4.0 and later, 4 for 3.x. Fixed rather
+    #: than negotiated, which costs two failed handshakes and warnings on every connect.
+    protocol_version: int = 5
     #: Keyspace replication when csd.py creates it: SimpleStrategy with this factor ...
     replication_factor: int = 1
     #: ... or, when given, NetworkTopologyStrategy with these (data centre, factor) pairs.
@@ -154,6 +157,9 @@ class CassandraSettings:
             retry_policy=_choice(env, "CASSANDRA_RETRY_POLICY", cls.retry_policy, RETRY_POLICIES),
             connect_timeout_s=_float(env, "CASSANDRA_CONNECT_TIMEOUT", cls.connect_timeout_s),
             request_timeout_s=_float(env, "CASSANDRA_REQUEST_TIMEOUT", cls.request_timeout_s),
+            protocol_version=_int(
+                env, "CASSANDRA_PROTOCOL_VERSION", cls.protocol_version, minimum=3
+            ),
             replication_factor=_int(
                 env, "CASSANDRA_REPLICATION_FACTOR", cls.replication_factor, minimum=1
             ),

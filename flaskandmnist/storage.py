@@ -34,7 +34,7 @@ from cassandra.policies import (
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 from cassandra.util import uuid_from_time
 
-from flaskandmnist.config import CassandraSettings
+from flaskandmnist.config import CassandraSettings, keyspace_name
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,17 @@ def _utc_millis(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
+class _Dated:
+    created_at: datetime
+
+    @property
+    def day(self) -> date:
+        """The UTC day bucket the listing tables file this prediction under."""
+        return self.created_at.date()
+
+
 @dataclass(frozen=True)
-class Prediction:
+class Prediction(_Dated):
     """One prediction and the image it was made from; build new ones with :meth:`create`.
 
     Normalised on construction: ``created_at`` to UTC milliseconds, ``filename`` and
@@ -177,17 +186,12 @@ class Prediction:
         )
 
     @property
-    def day(self) -> date:
-        """The UTC day bucket the listing tables file this prediction under."""
-        return self.created_at.date()
-
-    @property
     def image_size(self) -> int:
         return len(self.image)
 
 
 @dataclass(frozen=True)
-class PredictionSummary:
+class PredictionSummary(_Dated):
     """A row of a listing (newest first, or per digit): no original image, the 28x28 PNG."""
 
     id: uuid.UUID
@@ -259,6 +263,7 @@ def build_cluster(settings: CassandraSettings) -> Cluster:
     return Cluster(
         contact_points=list(settings.contact_points),
         port=settings.port,
+        protocol_version=settings.protocol_version,
         auth_provider=auth,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=settings.connect_timeout_s,
@@ -272,44 +277,50 @@ def build_cluster(settings: CassandraSettings) -> Cluster:
 class PredictionStore:
     """Reads and writes predictions through one session; statements are prepared once."""
 
-    def __init__(self, cluster: Cluster, session: Session) -> None:
+    def __init__(self, cluster: Cluster, session: Session, keyspace: str) -> None:
         self._cluster = cluster
         self._session = session
+        self.keyspace = ks = keyspace_name(keyspace, "keyspace")
+        # Tables are named with their keyspace: Cassandra 5.0 warns about prepared
+        # statements on a session bound to a keyspace (USE), as their meaning is ambiguous.
         prepare = self._prepare
         self._insert_prediction = prepare(
-            f"INSERT INTO predictions ({_PREDICTION_COLUMNS}, image_size) "
+            f"INSERT INTO {ks}.predictions ({_PREDICTION_COLUMNS}, image_size) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self._insert_by_day = prepare(
-            f"INSERT INTO predictions_by_day (day, {_SUMMARY_COLUMNS}) "
+            f"INSERT INTO {ks}.predictions_by_day (day, {_SUMMARY_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self._insert_by_digit = prepare(
-            f"INSERT INTO predictions_by_digit (day, {_SUMMARY_COLUMNS}) "
+            f"INSERT INTO {ks}.predictions_by_digit (day, {_SUMMARY_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self._insert_day = prepare(
-            f"INSERT INTO prediction_days (scope, day) VALUES ('{DAYS_SCOPE}', ?)"
+            f"INSERT INTO {ks}.prediction_days (scope, day) VALUES ('{DAYS_SCOPE}', ?)"
         )
         self._select_prediction = prepare(
-            f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE id = ?"
+            f"SELECT {_PREDICTION_COLUMNS} FROM {ks}.predictions WHERE id = ?"
         )
-        self._select_days = prepare(f"SELECT day FROM prediction_days WHERE scope = '{DAYS_SCOPE}'")
+        self._select_days = prepare(
+            f"SELECT day FROM {ks}.prediction_days WHERE scope = '{DAYS_SCOPE}'"
+        )
         self._select_by_day = prepare(
-            f"SELECT {_SUMMARY_COLUMNS} FROM predictions_by_day WHERE day = ? LIMIT ?"
+            f"SELECT {_SUMMARY_COLUMNS} FROM {ks}.predictions_by_day WHERE day = ? LIMIT ?"
         )
         self._select_by_digit = prepare(
-            f"SELECT {_SUMMARY_COLUMNS} FROM predictions_by_digit "
+            f"SELECT {_SUMMARY_COLUMNS} FROM {ks}.predictions_by_digit "
             "WHERE digit = ? AND day = ? LIMIT ?"
         )
         self._count_by_digit = prepare(
-            "SELECT COUNT(*) FROM predictions_by_digit WHERE digit = ? AND day = ?"
+            f"SELECT COUNT(*) FROM {ks}.predictions_by_digit WHERE digit = ? AND day = ?"
         )
         self._insert_correction = prepare(
-            f"INSERT INTO corrections (day, {_CORRECTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO {ks}.corrections (day, {_CORRECTION_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
         )
         self._select_corrections = prepare(
-            f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE day = ?"
+            f"SELECT {_CORRECTION_COLUMNS} FROM {ks}.corrections WHERE day = ?"
         )
 
     def _prepare(self, cql: str) -> PreparedStatement:
@@ -323,8 +334,7 @@ class PredictionStore:
         """Connects to the keyspace in settings and prepares the statements."""
         cluster = build_cluster(settings)
         try:
-            session = cluster.connect(settings.keyspace)
-            return cls(cluster, session)
+            return cls(cluster, cluster.connect(), settings.keyspace)
         except Exception as error:
             cluster.shutdown()
             message = (
@@ -334,10 +344,6 @@ class PredictionStore:
             )
             logger.error(message)
             raise StorageError(message) from error
-
-    @property
-    def keyspace(self) -> str:
-        return self._session.keyspace
 
     def close(self) -> None:
         self._cluster.shutdown()

@@ -1,0 +1,156 @@
+"""The README's cqlsh commands, run verbatim with cqlsh against the test server."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cassandra.cluster import Session
+from cassandra.util import datetime_from_uuid1
+from cassandra_server import REPO_ROOT, CassandraServer
+from sample_predictions import make_prediction
+
+from csd import ensure_schema, replication_of
+from flaskandmnist.storage import Prediction, PredictionStore
+
+pytestmark = pytest.mark.cassandra
+
+MARKER = "<!-- cqlsh-examples:"
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: The README's commands name this keyspace; the tests own the server, so it is theirs.
+KEYSPACE = "flaskandmnist"
+
+
+def readme_commands() -> dict[str, str]:
+    """The cqlsh lines of the README's marked block, keyed by the comment above each."""
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text[text.index(MARKER) :].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands: dict[str, str] = {}
+    title = ""
+    for line in block.splitlines():
+        if line.startswith("# "):
+            title = line[2:]
+        elif line.startswith("cqlsh "):
+            commands[title] = line
+    return commands
+
+
+COMMANDS = readme_commands()
+
+
+def command(start: str) -> str:
+    (found,) = (line for title, line in COMMANDS.items() if title.startswith(start))
+    return found
+
+
+@pytest.fixture(scope="module")
+def store(cassandra: CassandraServer, cql_session: Session) -> Iterator[PredictionStore]:
+    ensure_schema(cql_session, KEYSPACE, replication_of(cassandra.settings(KEYSPACE)))
+    store = PredictionStore.connect(cassandra.settings(KEYSPACE))
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def saved(store: PredictionStore) -> dict[str, Prediction]:
+    """Five predictions today and the one whose id the README names."""
+    predictions = {
+        name: make_prediction(digit, filename=f"{name}.png", seed=seed)
+        for seed, (name, digit) in enumerate(
+            [("first7", 7), ("three", 3), ("second7", 7), ("one", 1), ("zero", 0)]
+        )
+    }
+    (readme_id,) = map(uuid.UUID, UUID.findall(command("One prediction")))
+    made_at = datetime_from_uuid1(readme_id).replace(tzinfo=UTC)
+    example = make_prediction(4, filename="example.png", created_at=made_at)
+    predictions["example"] = Prediction(**{**example.__dict__, "id": readme_id})
+    for prediction in predictions.values():
+        store.save(prediction)
+    return predictions
+
+
+@pytest.fixture(scope="module")
+def cqlsh_env(cassandra: CassandraServer, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Environment that points cqlsh at the test server, as the README says."""
+    home = tmp_path_factory.mktemp("cqlsh-home")
+    if cassandra.username:
+        credentials = home / ".cassandra" / "credentials"
+        credentials.parent.mkdir()
+        credentials.write_text(
+            f"[plain_text_auth]\nusername = {cassandra.username}\npassword = {cassandra.password}\n"
+        )
+        credentials.chmod(0o600)
+    return {
+        **os.environ,
+        "HOME": str(home),
+        "CQLSH_HOST": cassandra.host,
+        "CQLSH_PORT": str(cassandra.port),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def cqlsh(line: str, env: dict) -> str:
+    result = subprocess.run(
+        shlex.split(line), env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, f"{line}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def rows_of(output: str) -> list[list[str]]:
+    """The cells of each result row of cqlsh's table output."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if set(line) <= set("-+") and "+" in line)
+    rows = []
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        rows.append([cell.strip() for cell in line.split("|")])
+    count = re.search(r"\((\d+) rows\)", output)
+    assert count is not None and int(count.group(1)) == len(rows), output
+    return rows
+
+
+def test_the_readme_has_the_four_questions() -> None:
+    assert [title.split(" ")[0] for title in COMMANDS] == ["Latest", "One", "Predictions", "Counts"]
+    assert all(f"-k {KEYSPACE} " in line for line in COMMANDS.values())
+
+
+def test_latest_predictions(store: PredictionStore, saved: dict, cqlsh_env: dict) -> None:
+    output = cqlsh(command("Latest"), cqlsh_env)
+    ids = [UUID.search(" ".join(row)).group(0) for row in rows_of(output)]
+    today = datetime.now(UTC).date()
+    assert ids == [str(s.id) for s in store.latest(20) if s.day == today]
+    ours = [str(saved[name].id) for name in ("zero", "one", "second7", "three", "first7")]
+    assert [i for i in ids if i in ours] == ours  # newest first
+
+
+def test_one_prediction(saved: dict, cqlsh_env: dict) -> None:
+    example = saved["example"]
+    (row,) = rows_of(cqlsh(command("One prediction"), cqlsh_env))
+    assert row[0] == str(example.id)
+    assert row[3:7] == ["example.png", "image/png", str(example.image_size), "4"]
+    assert row[9] == example.model_version
+
+
+def test_predictions_of_digit_7_today(store: PredictionStore, saved: dict, cqlsh_env: dict) -> None:
+    rows = rows_of(cqlsh(command("Predictions of digit 7"), cqlsh_env))
+    ids = [row[1] for row in rows]
+    assert ids == [str(s.id) for s in store.by_digit(7)]
+    assert {str(saved["first7"].id), str(saved["second7"].id)} <= set(ids)
+
+
+def test_counts_per_digit_today(store: PredictionStore, saved: dict, cqlsh_env: dict) -> None:
+    rows = rows_of(cqlsh(command("Counts per digit"), cqlsh_env))
+    counts = {int(digit): int(count) for digit, count in rows}
+    expected = store.digit_counts(datetime.now(UTC).date())
+    assert counts == {digit: n for digit, n in expected.items() if n}
+    assert counts[7] >= 2 and counts[3] >= 1

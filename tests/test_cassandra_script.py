@@ -1,0 +1,53 @@
+"""scripts/cassandra.py without starting a node: status, port clashes, cached installs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from cassandra_server import REPO_ROOT, load_local_cassandra
+
+SCRIPT = REPO_ROOT / "scripts" / "cassandra.py"
+local_cassandra = load_local_cassandra()
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_status_of_a_folder_without_a_node_is_exit_3(tmp_path: Path) -> None:
+    result = run_script("status", "--data-dir", str(tmp_path))
+    assert (result.returncode, result.stdout.strip()) == (3, "not running")
+    assert run_script("stop", "--data-dir", str(tmp_path)).stdout.strip() == "not running"
+
+
+def test_start_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cache = str(tmp_path / "cache")
+        result = run_script(
+            "--cache-dir", cache, "start", "--data-dir", str(tmp_path), "--port", str(port)
+        )
+    assert result.returncode == 1
+    assert f"port {port} is already in use" in result.stderr
+    assert not (tmp_path / "cache").exists()  # refused before installing anything
+
+
+def test_nothing_answers_cql_on_a_free_port() -> None:
+    assert not local_cassandra.cql_answers(local_cassandra.free_port())
+
+
+def test_an_installed_version_is_not_fetched_again(tmp_path: Path) -> None:
+    home = local_cassandra.home_dir(tmp_path, "5.0.0")
+    home.mkdir(parents=True)
+    (home / "installed.json").write_text(json.dumps({"version": "5.0.0"}))
+    result = run_script("--cache-dir", str(tmp_path), "--cassandra-version", "5.0.0", "install")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"Cassandra 5.0.0 installed in {home}"

@@ -169,8 +169,10 @@ class Prediction(_Dated):
         created_at: datetime | None = None,
     ) -> Prediction:
         """A new prediction with a fresh time-based id for ``created_at`` (default: now)."""
-        created_at = _utc_millis(created_at or datetime.now(UTC))
+        created_at = created_at or datetime.now(UTC)
         return cls(
+            # From the full-precision time: predictions made within one millisecond (the
+            # precision of created_at) still list in the order they were made.
             id=uuid_from_time(created_at),
             created_at=created_at,
             source=source,
@@ -270,7 +272,7 @@ def build_cluster(settings: CassandraSettings) -> Cluster:
         control_connection_timeout=settings.connect_timeout_s,
         # The driver's default waits up to 10 minutes between attempts; a node back after a
         # restart should be used again within seconds.
-        reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=10.0),
+        reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
     )
 
 

@@ -118,10 +118,10 @@ class Prediction(_Dated):
     id: uuid.UUID
     created_at: datetime
     source: str
-    image: bytes
+    image: bytes = field(repr=False)
     content_type: str
     filename: str
-    model_input_png: bytes
+    model_input_png: bytes = field(repr=False)
     digit: int
     confidence: float
     probabilities: tuple[float, ...]
@@ -205,7 +205,7 @@ class PredictionSummary(_Dated):
     digit: int
     confidence: float
     model_version: str
-    model_input_png: bytes
+    model_input_png: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -285,7 +285,7 @@ class PredictionStore:
         self.keyspace = ks = keyspace_name(keyspace, "keyspace")
         # Tables are named with their keyspace: Cassandra 5.0 warns about prepared
         # statements on a session bound to a keyspace (USE), as their meaning is ambiguous.
-        prepare = self._prepare
+        prepare = session.prepare
         self._insert_prediction = prepare(
             f"INSERT INTO {ks}.predictions ({_PREDICTION_COLUMNS}, image_size) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -324,12 +324,6 @@ class PredictionStore:
         self._select_corrections = prepare(
             f"SELECT {_CORRECTION_COLUMNS} FROM {ks}.corrections WHERE day = ?"
         )
-
-    def _prepare(self, cql: str) -> PreparedStatement:
-        statement = self._session.prepare(cql)
-        # Every statement here writes the same values for the same id: safe to retry.
-        statement.is_idempotent = True
-        return statement
 
     @classmethod
     def connect(cls, settings: CassandraSettings) -> PredictionStore:

@@ -138,6 +138,8 @@ class SchemaConflict(RuntimeError):
 
 @dataclass
 class SchemaResult:
+    """What ensure_schema changed, and what it left alone but reports."""
+
     changes: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
@@ -154,8 +156,10 @@ def replication_of(settings: CassandraSettings) -> dict[str, str]:
 
 def _cql_map(values: dict[str, str]) -> str:
     # Names and numbers were validated by the config parsers; quotes are escaped anyway.
-    quoted = (f"'{k.replace(chr(39), chr(39) * 2)}': '{v}'" for k, v in values.items())
-    return "{" + ", ".join(quoted) + "}"
+    def quote(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    return "{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in values.items()) + "}"
 
 
 def _short_class(replication: dict[str, str]) -> dict[str, str]:

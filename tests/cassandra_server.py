@@ -28,6 +28,7 @@ from flaskandmnist.storage import build_cluster
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONTAINER_IMAGE = "cassandra:5.0"
 HEAP = "512m"
+NOT_OURS = "the tests cannot restart a server they did not start (CASSANDRA_TEST_CONTACT_POINTS)"
 
 
 def load_local_cassandra() -> ModuleType:
@@ -71,14 +72,10 @@ class CassandraServer:
         return env
 
     def stop(self) -> None:
-        raise RuntimeError(self._not_ours)
+        raise RuntimeError(NOT_OURS)
 
     def start(self) -> None:
-        raise RuntimeError(self._not_ours)
-
-    _not_ours = (
-        "the tests cannot restart a server they did not start (CASSANDRA_TEST_CONTACT_POINTS)"
-    )
+        raise RuntimeError(NOT_OURS)
 
     def shutdown(self) -> None:
         """Called once at the end of the session."""

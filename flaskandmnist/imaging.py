@@ -7,11 +7,12 @@ placed in a 28x28 field so that their centre of mass is at the centre; ink is 1,
 1. decode safely (size limits before decoding, first frame, EXIF orientation) and reduce huge
    images to a working resolution;
 2. turn pixels into one signal: alpha where the background is transparent, luminance otherwise;
-3. decide the polarity from the border, subtract a smooth background estimate (uneven lighting)
-   and stretch so that the background is 0 and the ink is 1;
+3. subtract the background (the border's level interpolated inwards, which removes uneven
+   lighting), take the polarity from the side the ink departs to, and stretch so that the
+   background is 0 and the ink is 1;
 4. keep the connected ink components that make up the digit (no specks, no scan edges);
-5. crop, adjust the stroke width to MNIST's when it is far off, scale the longest side to 20 px
-   and centre by centre of mass in 28x28.
+5. crop, thicken strokes much thinner than MNIST's, scale the longest side to 20 px and centre
+   by centre of mass in 28x28.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ _BORDER_BAND = 0.04
 # Scan and photo edges (paper edges, scanner lines, a strip of table) lie within this fraction
 # of one side of the image and run along at least _EDGE_SPAN of it.
 _EDGE_BAND, _EDGE_SPAN = 0.15, 0.6
+# The background is fitted to the border in this many rounds, each keeping this share of the
+# border closest to the previous fit: the paper, when ink covers up to 40 % of the border.
+_FIT_ROUNDS, _PAPER_SHARE = 4, 0.6
 # Ink contrast below this (in units of full white - black) is noise, not writing.
 _MIN_CONTRAST = 0.08
 # Percentile of the ink pixels that maps to 1: a robust "ink level", so that faint pencil yields
@@ -117,7 +121,10 @@ def load_image(data: bytes, *, max_pixels: int, max_bytes: int) -> Image.Image:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageTooLargeError(f"The image is too large: {error}") from None
+        # Pillow's own limit (Image.MAX_IMAGE_PIXELS), should it be below ours.
+        raise ImageTooLargeError(
+            f"The image is too large ({error}); the limit is {max_pixels:,} pixels."
+        ) from None
     except Exception as error:  # Pillow's decoders raise many types on malformed input.
         raise UnreadableImageError(
             f"The file is not a readable image ({', '.join(FORMATS)}): {error}"
@@ -164,7 +171,7 @@ def mnist_to_png(array: np.ndarray) -> bytes:
         raise ValueError(f"expected a {MNIST_SIDE}x{MNIST_SIDE} array, got {array.shape}")
     grey = np.rint(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(grey, mode="L").save(buffer, format="PNG")
+    Image.fromarray(grey).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -209,12 +216,13 @@ def _digit(signal: np.ndarray) -> np.ndarray:
 
 def _normalise(signal: np.ndarray) -> np.ndarray:
     """Ink map: background 0, ink 1, whatever the polarity, lighting and contrast."""
-    deviation = signal - _background(signal)
-    # Polarity: the side on which the image departs further from its background, counting
-    # pixel by pixel (the mean would flip a bold digit; a plain comparison with the border
-    # would flip a photo lit brighter in the middle than at its edges).
-    visible = np.abs(deviation) > _MIN_CONTRAST / 2
-    ink = deviation if deviation[visible].sum() >= 0 else -deviation
+    # Of the estimates of the background, the right one leaves nothing beyond the paper (no
+    # pixel darker than the paper, for dark ink): a wrong one follows ink along the border
+    # into the image, or misses a shadow falling across it.
+    ink = min(
+        (_ink(signal, level) for level in _backgrounds(signal)),
+        key=lambda ink: float(np.maximum(-ink, 0.0).mean()),
+    )
     # Noise floor from the band along the border, where the background shows.
     border = _border(ink)
     median = np.median(border)
@@ -227,25 +235,72 @@ def _normalise(signal: np.ndarray) -> np.ndarray:
     return np.clip((ink - floor) / (level - floor), 0.0, 1.0).astype(np.float32)
 
 
-def _background(image: np.ndarray) -> np.ndarray:
-    """The paper's level: what the border shows, interpolated inwards (a bilinearly blended
-    Coons patch). Gradients, vignetting and shadows that reach the border are removed; the ink,
-    however bold, never counts as paper."""
+def _ink(signal: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """How far each pixel departs from the background towards the ink."""
+    deviation = signal - background
+    # Polarity: the side on which the image departs further from its background, counting
+    # pixel by pixel (the mean would flip a bold digit; a plain comparison with the border
+    # would flip a photo lit brighter in the middle than at its edges).
+    visible = np.abs(deviation) > _MIN_CONTRAST / 2
+    if deviation[visible].sum() >= 0:
+        return deviation
+    # Dark ink on paper: both reflect the light falling on them, so the ink's contrast scales
+    # with the lighting. Relative to the paper's level, it does not.
+    return -deviation / np.maximum(background, _MIN_CONTRAST)
+
+
+def _backgrounds(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two estimates of the paper's level, from the border where the paper shows.
+
+    A Coons patch through the border is exact for lighting that varies along the edges (a
+    shadow's edge) but follows ink that runs along the border of a tight crop; a quadratic
+    surface fitted robustly to the border ignores such ink but is smooth.
+    """
     band = _band(image.shape)
-    # Along each edge: the median across the band, then a running median along the edge over
-    # half its length, which removes ink crossing the border and keeps the lighting.
-    top, bottom = (_smooth(np.median(edge, axis=0)) for edge in (image[:band], image[-band:]))
-    left, right = (_smooth(np.median(edge, axis=1)) for edge in (image[:, :band], image[:, -band:]))
-    v = np.linspace(0.0, 1.0, image.shape[0], dtype=np.float32)[:, None]
+    edges = (
+        np.median(image[:band], axis=0),
+        np.median(image[-band:], axis=0),
+        np.median(image[:, :band], axis=1),
+        np.median(image[:, -band:], axis=1),
+    )
     u = np.linspace(0.0, 1.0, image.shape[1], dtype=np.float32)[None, :]
+    v = np.linspace(0.0, 1.0, image.shape[0], dtype=np.float32)[:, None]
+    return _coons(edges, u, v), _quadratic(edges, u, v)
+
+
+def _coons(edges: tuple[np.ndarray, ...], u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Bilinearly blended Coons patch through the edges (top, bottom, left, right), after a
+    running median over half of each edge removes ink crossing the border."""
+    top, bottom, left, right = (
+        ndi.median_filter(edge, size=max(1, edge.size // 2), mode="nearest") for edge in edges
+    )
     corners = (1 - v) * ((1 - u) * top[0] + u * top[-1]) + v * (
         (1 - u) * bottom[0] + u * bottom[-1]
     )
     return (1 - v) * top + v * bottom + (1 - u) * left[:, None] + u * right[:, None] - corners
 
 
-def _smooth(profile: np.ndarray) -> np.ndarray:
-    return ndi.median_filter(profile, size=max(1, profile.size // 2), mode="nearest")
+def _quadratic(edges: tuple[np.ndarray, ...], u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Quadratic surface in (u, v) fitted to the edges (top, bottom, left, right) by trimmed
+    least squares: ink may cover up to 40 % of the border, on one side of the paper's level."""
+    top, bottom, left, right = edges
+    x = np.concatenate([u[0], u[0], np.zeros_like(left), np.ones_like(right)])
+    y = np.concatenate([np.zeros_like(top), np.ones_like(bottom), v[:, 0], v[:, 0]])
+    level = np.concatenate(edges)
+
+    def terms(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        return [np.ones_like(x * y), x, y, x * x, y * y, x * y]
+
+    design = np.stack(terms(x, y), axis=1)
+    # Start from the median (the paper's level if it is most of the border), then alternate:
+    # keep the _PAPER_SHARE of the border closest to the fit, fit to those.
+    fit = np.median(level)
+    for _ in range(_FIT_ROUNDS):
+        residual = np.abs(level - fit)
+        keep = residual <= np.quantile(residual, _PAPER_SHARE)
+        coefficients = np.linalg.lstsq(design[keep], level[keep], rcond=None)[0]
+        fit = design @ coefficients
+    return sum(c * t for c, t in zip(coefficients.astype(np.float32), terms(u, v), strict=True))
 
 
 def _select(
@@ -303,8 +358,9 @@ def _render(digit: np.ndarray) -> np.ndarray:
     )
     # BOX (area coverage) is the anti-aliasing MNIST has; enlarging uses bilinear interpolation.
     resample = Image.Resampling.BOX if longest >= DIGIT_SIDE else Image.Resampling.BILINEAR
-    scaled = Image.fromarray(digit.astype(np.float32), mode="F").resize(size, resample)
-    return np.clip(np.asarray(scaled), 0.0, 1.0)
+    scaled = np.asarray(Image.fromarray(digit.astype(np.float32)).resize(size, resample))
+    # Every MNIST digit's darkest pixel is 254 or 255 of 255: so is ours.
+    return np.clip(scaled / scaled.max(), 0.0, 1.0)
 
 
 def _stroke_width(mask: np.ndarray) -> float:

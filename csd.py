@@ -21,7 +21,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cassandra import AuthenticationFailed, DriverException, OperationTimedOut
+from cassandra import (
+    AuthenticationFailed,
+    DriverException,
+    OperationTimedOut,
+    UnresolvableContactPoints,
+)
 from cassandra.cluster import Cluster, NoHostAvailable, Session
 
 from flaskandmnist.config import (
@@ -235,16 +240,22 @@ def connect(settings: CassandraSettings, wait_timeout: float) -> tuple[Cluster, 
     """Connects, retrying until wait_timeout; bad credentials fail at once."""
     deadline = time.monotonic() + wait_timeout
     while True:
-        cluster = build_cluster(settings)
         try:
-            return cluster, cluster.connect()
-        except NoHostAvailable as error:
-            cluster.shutdown()
-            if any(isinstance(cause, AuthenticationFailed) for cause in error.errors.values()):
-                raise AuthenticationFailed(str(error)) from error
-            if time.monotonic() >= deadline:
-                raise Unreachable(str(error)) from error
-            time.sleep(1.0)
+            cluster = build_cluster(settings)
+        except UnresolvableContactPoints:  # a name may resolve soon (a container starting)
+            reason = "no contact point resolves to an address"
+        else:
+            try:
+                return cluster, cluster.connect()
+            except NoHostAvailable as error:
+                cluster.shutdown()
+                causes = error.errors.values()
+                if any(isinstance(cause, AuthenticationFailed) for cause in causes):
+                    raise AuthenticationFailed(str(error)) from error
+                reason = str(error)
+        if time.monotonic() >= deadline:
+            raise Unreachable(reason)
+        time.sleep(1.0)
 
 
 def _parser(defaults: CassandraSettings) -> argparse.ArgumentParser:

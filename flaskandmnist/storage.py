@@ -328,11 +328,13 @@ class PredictionStore:
     @classmethod
     def connect(cls, settings: CassandraSettings) -> PredictionStore:
         """Connects to the keyspace in settings and prepares the statements."""
-        cluster = build_cluster(settings)
+        cluster = None
         try:
+            cluster = build_cluster(settings)  # raises if no contact point resolves
             return cls(cluster, cluster.connect(), settings.keyspace)
         except Exception as error:
-            cluster.shutdown()
+            if cluster is not None:
+                cluster.shutdown()
             message = (
                 f"cannot use keyspace {settings.keyspace!r} on "
                 f"{','.join(settings.contact_points)}:{settings.port} "

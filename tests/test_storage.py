@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -247,7 +249,10 @@ def test_one_store_per_process_and_a_new_one_after_fork(
 
 @pytest.mark.cassandra
 def test_session_survives_a_restart_and_failed_writes_raise(
-    cassandra: CassandraServer, store: PredictionStore, caplog: pytest.LogCaptureFixture
+    cassandra: CassandraServer,
+    store: PredictionStore,
+    run_csd: Callable[..., subprocess.CompletedProcess[str]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     before = make_prediction(8)
     store.save(before)
@@ -261,7 +266,11 @@ def test_session_survives_a_restart_and_failed_writes_raise(
         store.save(during)
     assert any(str(during.id) in record.getMessage() for record in caplog.records)
 
-    cassandra.start()
+    with ThreadPoolExecutor(1) as pool:  # csd.py waits for the server to come back
+        csd = pool.submit(run_csd, "--keyspace", store.keyspace, "--wait-timeout", "300")
+        cassandra.start()
+        assert csd.result().returncode == 0, csd.result().stderr
+    assert "nothing to change" in csd.result().stdout
     started = time.monotonic()
     while True:  # the driver reconnects in the background, within seconds
         try:

@@ -474,8 +474,15 @@ def stop(data_dir: Path, timeout: float = 60.0) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
-    parser.add_argument("--cassandra-version", default=DEFAULT_VERSION)
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help="where installs are kept (default: $FLASKANDMNIST_CACHE or %(default)s)",
+    )
+    parser.add_argument(
+        "--cassandra-version", default=DEFAULT_VERSION, help="a 5.0.x (default: %(default)s)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("install", help="fetch Cassandra into the cache (no-op when present)")
     data_help = "the node's folder: data, commit log, configuration, logs (default: %(default)s)"

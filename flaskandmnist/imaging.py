@@ -21,6 +21,7 @@ import io
 import math
 import threading
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -47,6 +48,8 @@ _EDGE_BAND, _EDGE_SPAN = 0.15, 0.6
 # The background is fitted to the border in this many rounds, each keeping this share of the
 # border closest to the previous fit: the paper, when ink covers up to 40 % of the border.
 _FIT_ROUNDS, _PAPER_SHARE = 4, 0.6
+# Points per edge of the image from which the background is estimated.
+_EDGE_SAMPLES = 64
 # Ink contrast below this (in units of full white - black) is noise, not writing.
 _MIN_CONTRAST = 0.08
 # Percentile of the ink pixels that maps to 1: a robust "ink level", so that faint pencil yields
@@ -71,6 +74,9 @@ _THIN, _THIN_TARGET = 0.075, 0.13
 _STROKE_SIDE = 80
 
 _BOMB_LOCK = threading.Lock()
+
+#: A smooth surface over the image, given coordinates u (columns) and v (rows) in [0, 1].
+Surface = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class ImageError(ValueError):
@@ -216,13 +222,7 @@ def _digit(signal: np.ndarray) -> np.ndarray:
 
 def _normalise(signal: np.ndarray) -> np.ndarray:
     """Ink map: background 0, ink 1, whatever the polarity, lighting and contrast."""
-    # Of the estimates of the background, the right one leaves nothing beyond the paper (no
-    # pixel darker than the paper, for dark ink): a wrong one follows ink along the border
-    # into the image, or misses a shadow falling across it.
-    ink = min(
-        (_ink(signal, level) for level in _backgrounds(signal)),
-        key=lambda ink: float(np.maximum(-ink, 0.0).mean()),
-    )
+    ink = _ink(signal, _background(signal))
     # Noise floor from the band along the border, where the background shows.
     border = _border(ink)
     median = np.median(border)
@@ -249,49 +249,62 @@ def _ink(signal: np.ndarray, background: np.ndarray) -> np.ndarray:
     return -deviation / np.maximum(background, _MIN_CONTRAST)
 
 
-def _backgrounds(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two estimates of the paper's level, from the border where the paper shows.
+def _background(image: np.ndarray) -> np.ndarray:
+    """The paper's level, estimated from the border, where the paper shows.
 
     A Coons patch through the border is exact for lighting that varies along the edges (a
     shadow's edge) but follows ink that runs along the border of a tight crop; a quadratic
-    surface fitted robustly to the border ignores such ink but is smooth.
+    surface fitted robustly to the border ignores such ink but is smooth. The right estimate
+    leaves nothing beyond the paper (no pixel darker than the paper, for dark ink); a wrong
+    one carries ink from the border into the image, or misses a shadow falling across it.
     """
     band = _band(image.shape)
-    edges = (
-        np.median(image[:band], axis=0),
-        np.median(image[-band:], axis=0),
-        np.median(image[:, :band], axis=1),
-        np.median(image[:, -band:], axis=1),
-    )
+    # Each edge as a profile: the median across the band, at most _EDGE_SAMPLES points along
+    # it (lighting varies slowly).
+    strips = (image[:band], image[-band:], image[:, :band].T, image[:, -band:].T)
+    edges = [
+        _resample(np.median(strip, axis=0), min(strip.shape[1], _EDGE_SAMPLES)) for strip in strips
+    ]
     u = np.linspace(0.0, 1.0, image.shape[1], dtype=np.float32)[None, :]
     v = np.linspace(0.0, 1.0, image.shape[0], dtype=np.float32)[:, None]
-    return _coons(edges, u, v), _quadratic(edges, u, v)
+    # The estimates are compared on a sample of the image, the winner computed in full.
+    step = math.ceil(max(image.shape) / _EDGE_SAMPLES)
+    sample, u_sample, v_sample = image[::step, ::step], u[:, ::step], v[::step]
+    best = min(
+        (_coons(*edges), _quadratic(*edges)),
+        key=lambda surface: float(
+            np.maximum(-_ink(sample, surface(u_sample, v_sample)), 0.0).mean()
+        ),
+    )
+    return best(u, v)
 
 
-def _coons(edges: tuple[np.ndarray, ...], u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Bilinearly blended Coons patch through the edges (top, bottom, left, right), after a
-    running median over half of each edge removes ink crossing the border."""
+def _coons(top: np.ndarray, bottom: np.ndarray, left: np.ndarray, right: np.ndarray) -> Surface:
+    """Bilinearly blended Coons patch through the edges, after a running median over half of
+    each edge removes ink crossing the border."""
     top, bottom, left, right = (
-        ndi.median_filter(edge, size=max(1, edge.size // 2), mode="nearest") for edge in edges
+        ndi.median_filter(edge, size=max(1, edge.size // 2), mode="nearest")
+        for edge in (top, bottom, left, right)
     )
-    corners = (1 - v) * ((1 - u) * top[0] + u * top[-1]) + v * (
-        (1 - u) * bottom[0] + u * bottom[-1]
-    )
-    return (1 - v) * top + v * bottom + (1 - u) * left[:, None] + u * right[:, None] - corners
+
+    def surface(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        # Top and bottom less their chords, blended vertically, plus the sides blended
+        # horizontally (the usual Coons formula, rearranged).
+        t, b = ((_resample(edge, u.size) - _chord(edge, u))[None, :] for edge in (top, bottom))
+        le, r = (_resample(edge, v.size)[:, None] for edge in (left, right))
+        return (1 - v) * t + v * b + ((1 - u) * le + u * r)
+
+    return surface
 
 
-def _quadratic(edges: tuple[np.ndarray, ...], u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Quadratic surface in (u, v) fitted to the edges (top, bottom, left, right) by trimmed
-    least squares: ink may cover up to 40 % of the border, on one side of the paper's level."""
-    top, bottom, left, right = edges
-    x = np.concatenate([u[0], u[0], np.zeros_like(left), np.ones_like(right)])
-    y = np.concatenate([np.zeros_like(top), np.ones_like(bottom), v[:, 0], v[:, 0]])
-    level = np.concatenate(edges)
-
-    def terms(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
-        return [np.ones_like(x * y), x, y, x * x, y * y, x * y]
-
-    design = np.stack(terms(x, y), axis=1)
+def _quadratic(top: np.ndarray, bottom: np.ndarray, left: np.ndarray, right: np.ndarray) -> Surface:
+    """Quadratic surface fitted to the edges by trimmed least squares: ink may cover up to
+    40 % of the border, on one side of the paper's level."""
+    along = [np.linspace(0.0, 1.0, edge.size) for edge in (top, bottom, left, right)]
+    x = np.concatenate([along[0], along[1], np.zeros(left.size), np.ones(right.size)])
+    y = np.concatenate([np.zeros(top.size), np.ones(bottom.size), along[2], along[3]])
+    level = np.concatenate([top, bottom, left, right])
+    design = np.stack([np.ones_like(x), x, x * x, y, y * y, x * y], axis=1)
     # Start from the median (the paper's level if it is most of the border), then alternate:
     # keep the _PAPER_SHARE of the border closest to the fit, fit to those.
     fit = np.median(level)
@@ -300,7 +313,23 @@ def _quadratic(edges: tuple[np.ndarray, ...], u: np.ndarray, v: np.ndarray) -> n
         keep = residual <= np.quantile(residual, _PAPER_SHARE)
         coefficients = np.linalg.lstsq(design[keep], level[keep], rcond=None)[0]
         fit = design @ coefficients
-    return sum(c * t for c, t in zip(coefficients.astype(np.float32), terms(u, v), strict=True))
+    a, b, c, d, e, f = coefficients.astype(np.float32)
+
+    def surface(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return (a + b * u + c * u * u) + (d * v + e * v * v) + f * u * v
+
+    return surface
+
+
+def _chord(profile: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The straight line between the ends of ``profile``, at positions ``u`` in [0, 1]."""
+    return ((1 - u) * profile[0] + u * profile[-1]).ravel()
+
+
+def _resample(profile: np.ndarray, size: int) -> np.ndarray:
+    """``profile`` linearly interpolated at ``size`` evenly spaced points."""
+    positions = np.linspace(0.0, 1.0, size)
+    return np.interp(positions, np.linspace(0.0, 1.0, profile.size), profile).astype(np.float32)
 
 
 def _select(

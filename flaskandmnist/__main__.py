@@ -9,9 +9,11 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
+
 from .config import Settings
 from .evaluation import evaluate, format_report
-from .imaging import ImageError, to_mnist
+from .imaging import ImageError, mnist_to_png, to_mnist
 from .mnist import MnistError, load_mnist
 from .model import Classifier, ModelNotFoundError
 from .training import HyperParameters, to_float, train
@@ -33,8 +35,14 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     classifier = Classifier.load(model_path)
     data = load_mnist(settings.mnist_dir, settings.mnist_download)
     started = time.monotonic()
-    result = evaluate(classifier, to_float(data.test_images), data.test_labels)
-    title = f"model {classifier.version} ({model_path}) on the 10,000 MNIST test images"
+    images = to_float(data.test_images)
+    how = "as arrays"
+    if args.through_pipeline:
+        # What serving sees: each digit uploaded as a black-on-white PNG, then normalised.
+        images = np.stack([to_mnist(mnist_to_png(1.0 - image)) for image in images])
+        how = "as black-on-white PNGs through the image pipeline"
+    result = evaluate(classifier, images, data.test_labels)
+    title = f"model {classifier.version} ({model_path}) on the 10,000 MNIST test images, {how}"
     print(format_report(result, title))
     print(f"\nevaluated in {time.monotonic() - started:.1f} s")
     return 0
@@ -77,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
     eval_cmd = commands.add_parser("evaluate", help="accuracy and confusion matrix on MNIST test")
     eval_cmd.add_argument("--model", type=Path, help="weights file (default: MODEL_PATH)")
+    eval_cmd.add_argument(
+        "--through-pipeline",
+        action="store_true",
+        help="send each test digit as a PNG file through the serving image pipeline",
+    )
     eval_cmd.set_defaults(handler=_evaluate)
 
     predict_cmd = commands.add_parser("predict", help="name the digit in each image file")

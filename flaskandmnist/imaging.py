@@ -42,12 +42,15 @@ FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
 _WORK_SIDE = 1024
 # Outer band of the image (fraction of its shorter side) where the background shows.
 _BORDER_BAND = 0.04
-# Scan and photo edges (paper edges, scanner lines, a strip of table) lie within this fraction
-# of one side of the image and run along at least _EDGE_SPAN of it.
+# Scan and photo edges (paper edges, scanner lines and frames, a strip of table) lie mostly
+# within this fraction of the image from its border and run along at least _EDGE_SPAN of a side.
 _EDGE_BAND, _EDGE_SPAN = 0.15, 0.6
 # The background is fitted to the border in this many rounds, each keeping this share of the
 # border closest to the previous fit: the paper, when ink covers up to 40 % of the border.
 _FIT_ROUNDS, _PAPER_SHARE = 4, 0.6
+# How far the image may depart from the estimated background away from the ink (noise,
+# lighting the estimate does not follow) before the estimate counts as wrong.
+_PAPER_TOLERANCE = 0.2
 # Points per edge of the image from which the background is estimated.
 _EDGE_SAMPLES = 64
 # Ink contrast below this (in units of full white - black) is noise, not writing.
@@ -55,9 +58,10 @@ _MIN_CONTRAST = 0.08
 # Percentile of the ink pixels that maps to 1: a robust "ink level", so that faint pencil yields
 # a full-strength digit while a few dark specks do not set the scale.
 _INK_PERCENTILE = 80
-# A pixel belongs to a stroke when its normalised ink is above this (MNIST's 20 px bounding box
-# is exactly 20 px at this level for every test digit).
-_STROKE_LEVEL = 0.25
+# Strokes are ink above half the ink level. Pieces of strokes joined by ink above a quarter of
+# it belong together (a faint or broken line); fainter ink alone (ruled lines, shading) is not
+# part of the digit.
+_STROKE_LEVEL, _LINK_LEVEL = 0.5, 0.25
 # The digit's main component must cover at least this fraction of the image (and a few pixels).
 _MIN_INK_FRACTION = 2e-4
 _MIN_INK_PIXELS = 6
@@ -210,9 +214,11 @@ def _signal(image: Image.Image) -> np.ndarray:
 
 def _digit(signal: np.ndarray) -> np.ndarray:
     ink = _normalise(signal)
-    labels, count = ndi.label(ink > _STROKE_LEVEL, structure=np.ones((3, 3)))
+    # Stroke pixels, labelled by the linked piece of ink they are in.
+    labels, count = ndi.label(ink > _LINK_LEVEL, structure=np.ones((3, 3)))
+    labels[ink <= _STROKE_LEVEL] = 0
     (top, left, bottom, right), kept = _select(ink, labels, count)
-    # The kept components with their anti-aliased rims (below the stroke level, at most two
+    # The kept strokes with their anti-aliased rims (below the stroke level, at most two
     # pixels wide); everything else around them (specks, lines, noise) is erased.
     rim = 2
     box = np.s_[max(top - rim, 0) : bottom + rim, max(left - rim, 0) : right + rim]
@@ -255,8 +261,9 @@ def _background(image: np.ndarray) -> np.ndarray:
     A Coons patch through the border is exact for lighting that varies along the edges (a
     shadow's edge) but follows ink that runs along the border of a tight crop; a quadratic
     surface fitted robustly to the border ignores such ink but is smooth. The right estimate
-    leaves nothing beyond the paper (no pixel darker than the paper, for dark ink); a wrong
-    one carries ink from the border into the image, or misses a shadow falling across it.
+    leaves nothing well beyond the paper (no pixel much lighter than the paper, for dark ink);
+    a wrong one carries ink from the border into the image, or bends away from a shadow.
+    Where both are right, the Coons patch is kept.
     """
     band = _band(image.shape)
     # Each edge as a profile: the median across the band, at most _EDGE_SAMPLES points along
@@ -273,7 +280,7 @@ def _background(image: np.ndarray) -> np.ndarray:
     best = min(
         (_coons(*edges), _quadratic(*edges)),
         key=lambda surface: float(
-            np.maximum(-_ink(sample, surface(u_sample, v_sample)), 0.0).mean()
+            np.maximum(-_ink(sample, surface(u_sample, v_sample)) - _PAPER_TOLERANCE, 0.0).mean()
         ),
     )
     return best(u, v)
@@ -283,7 +290,7 @@ def _coons(top: np.ndarray, bottom: np.ndarray, left: np.ndarray, right: np.ndar
     """Bilinearly blended Coons patch through the edges, after a running median over half of
     each edge removes ink crossing the border."""
     top, bottom, left, right = (
-        ndi.median_filter(edge, size=max(1, edge.size // 2), mode="nearest")
+        ndi.median_filter(edge, size=max(1, edge.size // 2), mode="mirror")
         for edge in (top, bottom, left, right)
     )
 
@@ -340,12 +347,22 @@ def _select(
         raise BlankImageError("No digit found: the image is blank.")
     area = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)[1:]
-    bounds = np.array([(r.start, c.start, r.stop, c.stop) for r, c in ndi.find_objects(labels)])
-    # Scan and photo edges: within the outer band of a side, running along most of it. A digit
-    # may lie along the border of a tight crop, so they go only if other ink remains.
-    top, left, bottom, right = (bounds / (labels.shape * 2)).T
-    edge = (right - left >= _EDGE_SPAN) & ((bottom <= _EDGE_BAND) | (top >= 1 - _EDGE_BAND))
-    edge |= (bottom - top >= _EDGE_SPAN) & ((right <= _EDGE_BAND) | (left >= 1 - _EDGE_BAND))
+    bounds = np.array(
+        [
+            (box[0].start, box[1].start, box[0].stop, box[1].stop) if box else (0, 0, 0, 0)
+            for box in ndi.find_objects(labels, max_label=count)
+        ]
+    )
+    # Scan and photo edges (paper edges, scanner lines and frames, a strip of table): long, and
+    # lying mostly within the outer band of the image. A digit may lie along the border of a
+    # tight crop, so they go only if other ink remains.
+    height, width = labels.shape
+    rows, cols = round(height * _EDGE_BAND), round(width * _EDGE_BAND)
+    band = np.ones(labels.shape, dtype=bool)
+    band[rows : height - rows, cols : width - cols] = False
+    in_band = np.bincount(labels[band], minlength=count + 1)[1:]
+    span = np.maximum((bounds[:, 2] - bounds[:, 0]) / height, (bounds[:, 3] - bounds[:, 1]) / width)
+    edge = (in_band >= 0.5 * area) & (span >= _EDGE_SPAN)
     if not edge.all():
         mass[edge] = 0.0
     main = int(np.argmax(mass))

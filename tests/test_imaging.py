@@ -132,9 +132,20 @@ def specks_and_scan_lines(strokes: Strokes) -> bytes:
     rng = np.random.default_rng(7)
     for y, x in rng.integers(0, 276, size=(15, 2)):
         pixels[y : y + 3, x : x + 3] = 0  # dust
-    pixels[:, 2:4] = 40  # scanner edge along the left
-    pixels[271:273, 10:] = 60  # paper edge along the bottom
+    pixels[:, 2:4] = 40  # a scan's frame along the left and bottom
+    pixels[271:273, 2:] = 40
     return encode(Image.fromarray(pixels))
+
+
+def ruled_paper(strokes: Strokes) -> bytes:
+    """Blue ink on ruled paper: light blue lines crossing the digit, a red margin."""
+    paper = np.ones((280, 280, 3)) * [0.97, 0.96, 0.9]
+    for row in range(18, 280, 28):
+        paper[row : row + 2] = [0.6, 0.75, 0.95]
+    paper[:, 30:32] = [0.95, 0.5, 0.5]
+    ink = 1.0 - np.asarray(draw(strokes), dtype=np.float64)[..., None] / 255.0
+    rgb = paper * (1.0 - ink) + np.array([0.1, 0.15, 0.55]) * ink
+    return encode(Image.fromarray((rgb * 255).astype(np.uint8)), "JPEG", quality=85)
 
 
 def photo(strokes: Strokes, paper: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> bytes:
@@ -187,7 +198,12 @@ RENDERINGS: dict[str, Callable[[Strokes], bytes]] = {
     "animated GIF": animated,
     "thin pen": lambda s: encode(draw(s, width=3)),
     "specks and scan lines": specks_and_scan_lines,
-    "gradient lighting": lambda s: photo(s, lambda y, x: 0.9 - 0.4 * x),
+    "ruled paper": ruled_paper,
+    "tight crop": lambda s: encode(draw(s, size=(186, 226), box=(13, 13, 173, 213))),
+    "gradient lighting": lambda s: photo(s, lambda y, x: 0.95 - 0.65 * x),
+    "shadow across the page": lambda s: photo(
+        s, lambda y, x: 0.9 - 0.4 / (1 + np.exp(-10 * (x + y - 1.1)))
+    ),
     "flash (bright centre)": lambda s: photo(
         s, lambda y, x: 0.95 - 0.8 * ((x - 0.5) ** 2 + (y - 0.5) ** 2)
     ),

@@ -106,14 +106,16 @@ def assert_mnist_format(digit: np.ndarray) -> None:
 
 
 def assert_same_digit(actual: np.ndarray, expected: np.ndarray) -> None:
-    """Same shape (blurred correlation >= 0.9), same ink (mass within 20 %), both centred.
+    """In MNIST's format, the same shape (blurred correlation >= 0.9) and about as much ink
+    (0.7-1.4 times).
 
-    Measured: renderings of one digit score >= 0.95 (the thin-stroke and lighting ones
-    >= 0.92); another digit scores 0.27-0.55, the right digit two pixels off 0.56-0.75.
+    Measured: every rendering below scores >= 0.949 with 0.81-1.10 times the ink. Another digit
+    scores 0.27-0.55, the right digit two pixels off 0.56-0.75 (one pixel off, 0.87-0.93, fails
+    the centring instead); strokes one pixel bolder carry 2.0 times the ink.
     """
     assert_mnist_format(actual)
     assert blurred_correlation(actual, expected) >= 0.9
-    assert 0.8 <= actual.sum() / expected.sum() <= 1.25
+    assert 0.7 <= actual.sum() / expected.sum() <= 1.4
 
 
 # --- renderings ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ placed in a 28x28 field so that their centre of mass is at the centre; ink is 1,
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import threading
@@ -441,8 +442,10 @@ def _max_pool(array: np.ndarray, step: int) -> np.ndarray:
     """Maximum over ``step`` x ``step`` blocks (zero-padded to whole blocks)."""
     height, width = array.shape
     padded = np.pad(array, ((0, -height % step), (0, -width % step)))
-    blocks = padded.reshape(padded.shape[0] // step, step, padded.shape[1] // step, step)
-    return blocks.max(axis=(1, 3))
+    # The maximum of the step x step strided views: far faster than reducing a 4-D reshape.
+    return functools.reduce(
+        np.maximum, (padded[i::step, j::step] for i in range(step) for j in range(step))
+    )
 
 
 def _trim(array: np.ndarray) -> np.ndarray:

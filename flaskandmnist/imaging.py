@@ -173,7 +173,10 @@ def to_mnist_array(image: np.ndarray) -> np.ndarray:
 def to_mnist_image(image: Image.Image) -> np.ndarray:
     """A decoded image (first frame, upright; no size limits apply) -> (28, 28) float32 in
     [0, 1], ink 1, as MNIST."""
-    return _digit(_signal(image))
+    signal, transparent = _signal(image)
+    # On a transparent background the signal is the paint, and the background 0; any other
+    # background is estimated.
+    return _digit(_normalise(signal, 0.0 if transparent else _background(signal)))
 
 
 def mnist_to_png(array: np.ndarray) -> bytes:
@@ -187,8 +190,9 @@ def mnist_to_png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _signal(image: Image.Image) -> np.ndarray:
-    """One float32 channel in [0, 1] at working resolution in which the digit stands out."""
+def _signal(image: Image.Image) -> tuple[np.ndarray, bool]:
+    """One float32 channel in [0, 1] at working resolution in which the digit stands out, and
+    whether it is the alpha channel of paint on a transparent background."""
     has_alpha = image.has_transparency_data
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         scale = 1.0 if image.mode == "F" else 65535.0  # 16-bit grey (mode I: 16-bit data too)
@@ -202,21 +206,20 @@ def _signal(image: Image.Image) -> np.ndarray:
         image = image.reduce(reduction)
     array = np.asarray(image, dtype=np.float32) / scale
     if not has_alpha:
-        return np.clip(array, 0.0, 1.0)
+        return np.clip(array, 0.0, 1.0), False
     luminance, alpha = array[..., 0], array[..., 1]
     border_alpha = _border(alpha)
     if np.median(border_alpha) < 0.5:
         # Transparent background, as a browser canvas exports it: the ink is wherever there is
         # paint, whatever its colour (the transparent pixels are often black too).
-        return alpha
+        return alpha, True
     # Opaque background with transparent patches: show those patches as background.
     paper = np.median(_border(luminance)[border_alpha >= 0.5])
-    return alpha * luminance + (1.0 - alpha) * paper
+    return alpha * luminance + (1.0 - alpha) * paper, False
 
 
-def _digit(signal: np.ndarray) -> np.ndarray:
-    """The signal of one image -> its digit in MNIST's 28x28 format."""
-    ink = _normalise(signal)
+def _digit(ink: np.ndarray) -> np.ndarray:
+    """The ink map of one image -> its digit in MNIST's 28x28 format."""
     # Stroke pixels, labelled by the linked piece of ink they are in.
     labels, count = ndi.label(ink > _LINK_LEVEL, structure=np.ones((3, 3)))
     labels[ink <= _STROKE_LEVEL] = 0
@@ -229,9 +232,9 @@ def _digit(signal: np.ndarray) -> np.ndarray:
     return _place(_render(_trim(np.where(digit, ink[box], 0.0))))
 
 
-def _normalise(signal: np.ndarray) -> np.ndarray:
+def _normalise(signal: np.ndarray, background: np.ndarray | float) -> np.ndarray:
     """Ink map: background 0, ink 1, whatever the polarity, lighting and contrast."""
-    ink = _ink(signal, _background(signal))
+    ink = _ink(signal, background)
     # Noise floor from the band along the border, where the background shows.
     border = _border(ink)
     median = np.median(border)
@@ -244,7 +247,7 @@ def _normalise(signal: np.ndarray) -> np.ndarray:
     return np.clip((ink - floor) / (level - floor), 0.0, 1.0).astype(np.float32)
 
 
-def _ink(signal: np.ndarray, background: np.ndarray) -> np.ndarray:
+def _ink(signal: np.ndarray, background: np.ndarray | float) -> np.ndarray:
     """How far each pixel departs from the background towards the ink."""
     deviation = signal - background
     # Polarity: the side on which the image departs further from its background, counting
@@ -338,8 +341,8 @@ def _chord(profile: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 def _resample(profile: np.ndarray, size: int) -> np.ndarray:
     """``profile`` linearly interpolated at ``size`` evenly spaced points."""
-    positions = np.linspace(0.0, 1.0, size)
-    return np.interp(positions, np.linspace(0.0, 1.0, profile.size), profile).astype(np.float32)
+    positions = np.arange(size) * ((profile.size - 1) / max(size - 1, 1))
+    return np.interp(positions, np.arange(profile.size), profile).astype(np.float32)
 
 
 def _select(
@@ -348,8 +351,11 @@ def _select(
     """The digit's bounds (top, left, bottom, right), and which labels make it up."""
     if count == 0:
         raise BlankImageError("No digit found: the image is blank.")
-    area = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)[1:]
+    # Per component, from the stroke pixels only (a small share of the image).
+    pixels = np.flatnonzero(labels)
+    label = labels.ravel()[pixels]
+    area = np.bincount(label, minlength=count + 1)[1:]
+    mass = np.bincount(label, weights=ink.ravel()[pixels], minlength=count + 1)[1:]
     bounds = np.array(
         [
             (box[0].start, box[1].start, box[0].stop, box[1].stop) if box else (0, 0, 0, 0)
@@ -360,10 +366,10 @@ def _select(
     # lying mostly within the outer band of the image. A digit may lie along the border of a
     # tight crop, so they go only if other ink remains.
     height, width = labels.shape
+    row, col = np.divmod(pixels, width)
     rows, cols = round(height * _EDGE_BAND), round(width * _EDGE_BAND)
-    band = np.ones(labels.shape, dtype=bool)
-    band[rows : height - rows, cols : width - cols] = False
-    in_band = np.bincount(labels[band], minlength=count + 1)[1:]
+    outer = (row < rows) | (row >= height - rows) | (col < cols) | (col >= width - cols)
+    in_band = np.bincount(label[outer], minlength=count + 1)[1:]
     span = np.maximum((bounds[:, 2] - bounds[:, 0]) / height, (bounds[:, 3] - bounds[:, 1]) / width)
     edge = (in_band >= 0.5 * area) & (span >= _EDGE_SPAN)
     if not edge.all():

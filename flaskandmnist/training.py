@@ -124,6 +124,19 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
+def save_weights(model: keras.Model, out_path: Path) -> str:
+    """Write the weights alone and return their SHA-256.
+
+    A compiled model would also save its optimizer's slots, tripling the file; the service
+    only needs the weights, so they are copied into a fresh, uncompiled model first.
+    """
+    bare = build_model()
+    bare.set_weights(model.get_weights())
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    bare.save_weights(out_path)
+    return hashlib.sha256(out_path.read_bytes()).hexdigest()
+
+
 def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) -> dict[str, Any]:
     """Train, save weights to ``out_path`` and the model card beside it; return the card."""
     keras.utils.set_random_seed(hp.seed)
@@ -162,9 +175,7 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
     )
     training_seconds = time.monotonic() - started
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    model.save_weights(out_path)
-    digest = hashlib.sha256(out_path.read_bytes()).hexdigest()
+    digest = save_weights(model, out_path)
     today = dt.datetime.now(dt.UTC)
     card: dict[str, Any] = {
         "model_version": f"mnist-deep-{today:%Y%m%d}-{digest[:8]}",

@@ -15,8 +15,9 @@ import threading
 import unicodedata
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
+from typing import Any, TypeVar
 
 from cassandra import ConsistencyLevel
 from cassandra.auth import PlainTextAuthProvider
@@ -225,19 +226,13 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC)
 
 
-def _summary(row) -> PredictionSummary:
-    return PredictionSummary(
-        id=row.id,
-        created_at=_utc(row.created_at),
-        source=row.source,
-        filename=row.filename,
-        content_type=row.content_type,
-        image_size=row.image_size,
-        digit=row.digit,
-        confidence=row.confidence,
-        model_version=row.model_version,
-        model_input_png=row.model_input_png,
-    )
+_Row = TypeVar("_Row", Prediction, PredictionSummary)
+
+
+def _from_row(kind: type[_Row], row: Any) -> _Row:
+    """A row selected with exactly ``kind``'s columns, as ``kind``."""
+    values = {f.name: getattr(row, f.name) for f in fields(kind)}
+    return kind(**{**values, "created_at": _utc(row.created_at)})
 
 
 def _load_balancing(settings: CassandraSettings) -> LoadBalancingPolicy:
@@ -408,20 +403,7 @@ class PredictionStore:
             raise self._failed(f"reading prediction {prediction_id}", error) from error
         if row is None:
             return None
-        return Prediction(
-            id=row.id,
-            created_at=_utc(row.created_at),
-            source=row.source,
-            image=row.image,
-            content_type=row.content_type,
-            filename=row.filename,
-            model_input_png=row.model_input_png,
-            digit=row.digit,
-            confidence=row.confidence,
-            probabilities=tuple(row.probabilities),
-            model_version=row.model_version,
-            processing_ms=row.processing_ms,
-        )
+        return _from_row(Prediction, row)
 
     def days(self) -> Iterator[date]:
         """The UTC days that hold predictions, newest first (paged lazily)."""
@@ -449,7 +431,10 @@ class PredictionStore:
 
     def _listing(self, statement: PreparedStatement, values: tuple, what: str) -> list:
         try:
-            return [_summary(row) for row in self._session.execute(statement, values)]
+            return [
+                _from_row(PredictionSummary, row)
+                for row in self._session.execute(statement, values)
+            ]
         except Exception as error:
             raise self._failed(f"listing predictions ({what})", error) from error
 

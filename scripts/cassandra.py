@@ -29,7 +29,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -369,7 +369,7 @@ def start(
     }
     if (pid := running_pid(data_dir)) is not None:
         print(f"Cassandra already running in {data_dir} (pid {pid})")
-        return _wait_for_cql(node["port"], wait_timeout, pid, data_dir)
+        return _wait_for_cql(node["port"], wait_timeout, lambda: _alive(pid), data_dir)
     for name in ("port", "storage_port"):
         if not _port_free(node[name]):
             raise CassandraError(f"{name.replace('_', ' ')} {node[name]} is already in use")
@@ -405,9 +405,18 @@ def start(
             start_new_session=True,  # outlives this script and the caller's Ctrl-C
         )
     _pidfile(data_dir).write_text(f"{process.pid}\n")
-    _wait_for_cql(node["port"], wait_timeout, process.pid, data_dir)
-    if node["auth"] and fresh:
-        _wait_for_superuser(data_dir, wait_timeout - (time.monotonic() - started))
+    # Our own child is watched through poll(): its /proc cmdline reads empty for a moment
+    # after exec, which _alive() would take for a dead process on a busy machine.
+    try:
+        _wait_for_cql(node["port"], wait_timeout, lambda: process.poll() is None, data_dir)
+        if node["auth"] and fresh:
+            _wait_for_superuser(data_dir, wait_timeout - (time.monotonic() - started))
+    except BaseException:
+        # Never leave a half-started node behind (a failed or interrupted start).
+        process.kill()
+        process.wait()
+        _pidfile(data_dir).unlink(missing_ok=True)
+        raise
     seconds = time.monotonic() - started
     print(
         f"Cassandra {version} (pid {process.pid}) answers CQL on {HOST}:{node['port']} "
@@ -423,12 +432,12 @@ def _read_node(data_dir: Path) -> dict:
         return {}
 
 
-def _wait_for_cql(port: int, timeout: float, pid: int, data_dir: Path) -> float:
+def _wait_for_cql(port: int, timeout: float, alive: Callable[[], bool], data_dir: Path) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if cql_answers(port):
             return time.monotonic() - started
-        if not _alive(pid):
+        if not alive():
             _pidfile(data_dir).unlink(missing_ok=True)
             raise CassandraError(f"Cassandra exited during start-up:\n{_log_tail(data_dir)}")
         time.sleep(0.5)

@@ -48,6 +48,14 @@ def replication(session: Session, keyspace: str) -> dict[str, str]:
     return dict(row.replication)
 
 
+def create_bare_keyspace(session: Session, keyspace: str) -> None:
+    """A keyspace as an earlier version (or an operator) left it, before csd.py runs."""
+    session.execute(
+        f"CREATE KEYSPACE {keyspace} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+
+
 def test_creates_everything_then_changes_nothing(
     run_csd: RunCsd, cql_session: Session, keyspace: str
 ) -> None:
@@ -73,10 +81,7 @@ def test_creates_everything_then_changes_nothing(
 def test_upgrades_an_older_schema_and_keeps_the_seed_table(
     run_csd: RunCsd, cql_session: Session, keyspace: str
 ) -> None:
-    cql_session.execute(
-        f"CREATE KEYSPACE {keyspace} WITH replication = "
-        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-    )
+    create_bare_keyspace(cql_session, keyspace)
     # The seed's table, and a listing table from an earlier version without two columns.
     cql_session.execute(
         f"CREATE TABLE {keyspace}.mnist (time text PRIMARY KEY, filename text, digit text)"
@@ -116,10 +121,7 @@ def test_upgrades_an_older_schema_and_keeps_the_seed_table(
 def test_a_table_with_another_key_is_left_alone_with_exit_5(
     run_csd: RunCsd, cql_session: Session, keyspace: str
 ) -> None:
-    cql_session.execute(
-        f"CREATE KEYSPACE {keyspace} WITH replication = "
-        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-    )
+    create_bare_keyspace(cql_session, keyspace)
     cql_session.execute(
         f"CREATE TABLE {keyspace}.predictions (time text PRIMARY KEY, filename text, digit text)"
     )

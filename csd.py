@@ -171,6 +171,11 @@ def _short_class(replication: dict[str, str]) -> dict[str, str]:
     return {**replication, "class": replication["class"].rsplit(".", 1)[-1]}
 
 
+#: Schema changes flush system tables and wait for schema agreement: on a small, busy node
+#: that can take longer than an ordinary request's timeout.
+DDL_TIMEOUT_S = 60.0
+
+
 def ensure_schema(session: Session, keyspace: str, replication: dict[str, str]) -> SchemaResult:
     """Creates what is missing of the keyspace and TABLES; raises SchemaConflict."""
     keyspace = keyspace_name(keyspace, "keyspace")
@@ -180,7 +185,8 @@ def ensure_schema(session: Session, keyspace: str, replication: dict[str, str]) 
     ).one()
     if row is None:
         session.execute(
-            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {_cql_map(replication)}"
+            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {_cql_map(replication)}",
+            timeout=DDL_TIMEOUT_S,
         )
         result.changes.append(f"created keyspace {keyspace} with replication {replication}")
     elif _short_class(dict(row.replication)) != replication:
@@ -203,7 +209,7 @@ def _ensure_table(session: Session, keyspace: str, table: Table, result: SchemaR
         )
     )
     if not rows:
-        session.execute(table.create_cql(keyspace))
+        session.execute(table.create_cql(keyspace), timeout=DDL_TIMEOUT_S)
         result.changes.append(f"created table {keyspace}.{table.name}")
         return
     existing = {row.column_name: row for row in rows}
@@ -223,7 +229,9 @@ def _ensure_table(session: Session, keyspace: str, table: Table, result: SchemaR
         )
     for name, kind in table.columns:
         if name not in existing:
-            session.execute(f"ALTER TABLE {keyspace}.{table.name} ADD {name} {kind}")
+            session.execute(
+                f"ALTER TABLE {keyspace}.{table.name} ADD {name} {kind}", timeout=DDL_TIMEOUT_S
+            )
             result.changes.append(f"added column {name} {kind} to {keyspace}.{table.name}")
         elif existing[name].type != kind:
             raise SchemaConflict(

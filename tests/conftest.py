@@ -8,13 +8,14 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from cassandra.cluster import Session
 from cassandra_server import CassandraServer, open_server
 
-from csd import ensure_schema, replication_of
+from csd import DDL_TIMEOUT_S, ensure_schema, replication_of
 from flaskandmnist.config import DEFAULT_MODEL_PATH, CassandraSettings
 from flaskandmnist.mnist import Mnist, load_mnist
 from flaskandmnist.model import Classifier
@@ -63,8 +64,12 @@ def cassandra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraSer
 
 @pytest.fixture(scope="session")
 def cql_session(cassandra: CassandraServer) -> Iterator[Session]:
-    """An administrator's session on the test server, not bound to a keyspace."""
-    cluster = build_cluster(cassandra.settings("system"))
+    """An administrator's session on the test server, not bound to a keyspace.
+
+    Tests change the schema through it, so requests get csd.py's schema-change timeout.
+    """
+    settings = replace(cassandra.settings("system"), request_timeout_s=DDL_TIMEOUT_S)
+    cluster = build_cluster(settings)
     try:
         yield cluster.connect()
     finally:

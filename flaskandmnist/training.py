@@ -165,6 +165,7 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         _dataset(train_x, train_y, hp, train=True),
         validation_data=_dataset(val_x, val_y, hp, train=False),
         epochs=hp.epochs,
+        shuffle=False,  # the dataset shuffles itself, seeded
         verbose=verbose,
         # Keep the epoch with the best validation accuracy (never the test set).
         callbacks=[

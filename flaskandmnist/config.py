@@ -20,9 +20,14 @@ class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    """The variable's text, or None when it is unset or blank (meaning: use the default)."""
     raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    return None if raw is None or not raw.strip() else raw
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    if (raw := _raw(env, name)) is None:
         return default
     try:
         value = int(raw)
@@ -34,8 +39,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    if (raw := _raw(env, name)) is None:
         return default
     try:
         value = float(raw)
@@ -47,8 +51,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    if (raw := _raw(env, name)) is None:
         return default
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -59,8 +62,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    if (raw := _raw(env, name)) is None:
         return default
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 

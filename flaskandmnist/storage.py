@@ -46,15 +46,6 @@ DIGITS = range(10)
 #: prediction_days has a single partition; one row per day that holds predictions.
 DAYS_SCOPE = "all"
 
-# Columns shared by the two listing tables (predictions_by_day, predictions_by_digit).
-_SUMMARY_COLUMNS = (
-    "id, created_at, source, filename, content_type, image_size, digit, confidence, "
-    "model_version, model_input_png"
-)
-_PREDICTION_COLUMNS = (
-    "id, created_at, source, image, content_type, filename, model_input_png, digit, "
-    "confidence, probabilities, model_version, processing_ms"
-)
 _CORRECTION_COLUMNS = (
     "id, true_digit, predicted_digit, corrected_at, model_version, model_input_png"
 )
@@ -221,6 +212,25 @@ class Correction:
     model_input_png: bytes = field(repr=False)
 
 
+# Column names are the dataclasses' field names: one list decides statements and values.
+# `predictions` also stores image_size (a property of Prediction) for listings and cqlsh.
+_PREDICTION_COLUMNS = (*(f.name for f in fields(Prediction)), "image_size")
+# Columns of the two listing tables (predictions_by_day, predictions_by_digit), after `day`.
+_SUMMARY_COLUMNS = tuple(f.name for f in fields(PredictionSummary))
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def _select(table: str, columns: tuple[str, ...], where: str) -> str:
+    return f"SELECT {', '.join(columns)} FROM {table} WHERE {where}"
+
+
+def _values(record: object, columns: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(getattr(record, column) for column in columns)
+
+
 def _utc(moment: datetime) -> datetime:
     # The driver returns timestamps as naive datetimes in UTC.
     return moment.replace(tzinfo=UTC)
@@ -281,33 +291,24 @@ class PredictionStore:
         # Tables are named with their keyspace: Cassandra 5.0 warns about prepared
         # statements on a session bound to a keyspace (USE), as their meaning is ambiguous.
         prepare = session.prepare
-        self._insert_prediction = prepare(
-            f"INSERT INTO {ks}.predictions ({_PREDICTION_COLUMNS}, image_size) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
-        self._insert_by_day = prepare(
-            f"INSERT INTO {ks}.predictions_by_day (day, {_SUMMARY_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
-        self._insert_by_digit = prepare(
-            f"INSERT INTO {ks}.predictions_by_digit (day, {_SUMMARY_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
+        self._insert_prediction = prepare(_insert(f"{ks}.predictions", _PREDICTION_COLUMNS))
+        listing = ("day", *_SUMMARY_COLUMNS)
+        self._insert_by_day = prepare(_insert(f"{ks}.predictions_by_day", listing))
+        self._insert_by_digit = prepare(_insert(f"{ks}.predictions_by_digit", listing))
         self._insert_day = prepare(
             f"INSERT INTO {ks}.prediction_days (scope, day) VALUES ('{DAYS_SCOPE}', ?)"
         )
         self._select_prediction = prepare(
-            f"SELECT {_PREDICTION_COLUMNS} FROM {ks}.predictions WHERE id = ?"
+            _select(f"{ks}.predictions", _PREDICTION_COLUMNS, "id = ?")
         )
         self._select_days = prepare(
             f"SELECT day FROM {ks}.prediction_days WHERE scope = '{DAYS_SCOPE}'"
         )
         self._select_by_day = prepare(
-            f"SELECT {_SUMMARY_COLUMNS} FROM {ks}.predictions_by_day WHERE day = ? LIMIT ?"
+            _select(f"{ks}.predictions_by_day", _SUMMARY_COLUMNS, "day = ? LIMIT ?")
         )
         self._select_by_digit = prepare(
-            f"SELECT {_SUMMARY_COLUMNS} FROM {ks}.predictions_by_digit "
-            "WHERE digit = ? AND day = ? LIMIT ?"
+            _select(f"{ks}.predictions_by_digit", _SUMMARY_COLUMNS, "digit = ? AND day = ? LIMIT ?")
         )
         self._count_by_digit = prepare(
             f"SELECT COUNT(*) FROM {ks}.predictions_by_digit WHERE digit = ? AND day = ?"
@@ -356,41 +357,13 @@ class PredictionStore:
         all. Saving the same prediction again rewrites the same rows.
         """
         p = prediction
-        summary = (
-            p.id,
-            p.created_at,
-            p.source,
-            p.filename,
-            p.content_type,
-            p.image_size,
-            p.digit,
-            p.confidence,
-            p.model_version,
-            p.model_input_png,
-        )
+        summary = (p.day, *_values(p, _SUMMARY_COLUMNS))
         listings = BatchStatement(BatchType.LOGGED)
-        listings.add(self._insert_by_day, (p.day, *summary))
-        listings.add(self._insert_by_digit, (p.day, *summary))
+        listings.add(self._insert_by_day, summary)
+        listings.add(self._insert_by_digit, summary)
         listings.add(self._insert_day, (p.day,))
         try:
-            self._session.execute(
-                self._insert_prediction,
-                (
-                    p.id,
-                    p.created_at,
-                    p.source,
-                    p.image,
-                    p.content_type,
-                    p.filename,
-                    p.model_input_png,
-                    p.digit,
-                    p.confidence,
-                    list(p.probabilities),
-                    p.model_version,
-                    p.processing_ms,
-                    p.image_size,
-                ),
-            )
+            self._session.execute(self._insert_prediction, _values(p, _PREDICTION_COLUMNS))
             self._session.execute(listings)
         except Exception as error:
             raise self._failed(f"saving prediction {p.id}", error) from error

@@ -170,6 +170,44 @@ class CassandraSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The web service and its gunicorn server (``WEB_*`` and a few conventional names)."""
+
+    #: Address and port gunicorn listens on (``WEB_HOST``, ``PORT``).
+    host: str = "0.0.0.0"
+    port: int = 5000
+    #: gunicorn worker processes (each loads the model) and threads per worker.
+    workers: int = 2
+    threads: int = 8
+    #: Seconds a worker may stay silent before gunicorn restarts it.
+    timeout_s: int = 30
+    #: Signs sessions and CSRF tokens; must be the same in every worker and replica. When
+    #: unset, a random key is made per process (fine for one worker, logged as a warning).
+    secret_key: str | None = None
+    #: Predictions per page in the history and the listing API.
+    page_size: int = 24
+    #: Most images in one batch request.
+    max_batch_images: int = 16
+    #: Largest request body in bytes (a base64 JSON body is 4/3 of the image).
+    max_request_bytes: int = 16 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
+        env = os.environ if env is None else env
+        return cls(
+            host=env.get("WEB_HOST") or cls.host,
+            port=_int(env, "PORT", cls.port, minimum=1),
+            workers=_int(env, "WEB_WORKERS", cls.workers, minimum=1),
+            threads=_int(env, "WEB_THREADS", cls.threads, minimum=1),
+            timeout_s=_int(env, "WEB_TIMEOUT", cls.timeout_s, minimum=1),
+            secret_key=env.get("SECRET_KEY") or None,
+            page_size=_int(env, "HISTORY_PAGE_SIZE", cls.page_size, minimum=1),
+            max_batch_images=_int(env, "MAX_BATCH_IMAGES", cls.max_batch_images, minimum=1),
+            max_request_bytes=_int(env, "MAX_REQUEST_BYTES", cls.max_request_bytes, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings of the service; build with :meth:`from_env`."""
 
@@ -184,6 +222,7 @@ class Settings:
     #: Largest accepted image file in bytes.
     max_image_bytes: int = 10 * 1024 * 1024
     cassandra: CassandraSettings = field(default_factory=CassandraSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -195,4 +234,5 @@ class Settings:
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, minimum=1),
             max_image_bytes=_int(env, "MAX_IMAGE_BYTES", cls.max_image_bytes, minimum=1),
             cassandra=CassandraSettings.from_env(env),
+            web=WebSettings.from_env(env),
         )

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage as ndi
 
 from flaskandmnist.config import Settings
@@ -92,6 +92,10 @@ class UnreadableImageError(ImageError):
     """Not an image, corrupt, or in an unsupported format."""
 
 
+class NotAnImageError(UnreadableImageError):
+    """The bytes are not an image in any accepted format (whatever the client declared)."""
+
+
 class BlankImageError(ImageError):
     """The image holds no ink that could be a digit."""
 
@@ -103,7 +107,8 @@ class ImageTooLargeError(ImageError):
 def load_image(data: bytes, *, max_pixels: int, max_bytes: int) -> Image.Image:
     """Decode the first frame of ``data`` upright, refusing oversized input before decoding it.
 
-    Large JPEGs are decoded at a reduced scale (never below the working resolution).
+    Large JPEGs are decoded at a reduced scale (never below the working resolution). The
+    result's ``format`` is what Pillow recognised in the bytes, never the client's claim.
     """
     if not data:
         raise UnreadableImageError("The file is empty.")
@@ -128,13 +133,19 @@ def load_image(data: bytes, *, max_pixels: int, max_bytes: int) -> Image.Image:
         if reduction > 1:
             image.draft(None, (math.ceil(width / reduction), math.ceil(height / reduction)))
         image.load()
-        return ImageOps.exif_transpose(image)
+        upright = ImageOps.exif_transpose(image)
+        upright.format = image.format  # a transposed copy has none
+        return upright
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         # Pillow's own limit (Image.MAX_IMAGE_PIXELS), should it be below ours.
         raise ImageTooLargeError(
             f"The image is too large ({error}); the limit is {max_pixels:,} pixels."
+        ) from None
+    except UnidentifiedImageError:
+        raise NotAnImageError(
+            f"The file is not an image in a supported format ({', '.join(FORMATS)})."
         ) from None
     except Exception as error:  # Pillow's decoders raise many types on malformed input.
         raise UnreadableImageError(

@@ -33,7 +33,7 @@ from cassandra.policies import (
     TokenAwarePolicy,
 )
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
-from cassandra.util import uuid_from_time
+from cassandra.util import datetime_from_uuid1, uuid_from_time
 
 from flaskandmnist.config import CassandraSettings, keyspace_name
 
@@ -212,6 +212,15 @@ class Correction:
     model_input_png: bytes = field(repr=False)
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, newest first, and the cursor for the next (older) page."""
+
+    items: list[PredictionSummary]
+    #: Pass as ``before`` to get the next page; None on the last page.
+    next_before: uuid.UUID | None
+
+
 # Column names are the dataclasses' field names: one list decides statements and values.
 # `predictions` also stores image_size (a property of Prediction) for listings and cqlsh.
 _PREDICTION_COLUMNS = (*(f.name for f in fields(Prediction)), "image_size")
@@ -291,6 +300,7 @@ class PredictionStore:
         # Tables are named with their keyspace: Cassandra 5.0 warns about prepared
         # statements on a session bound to a keyspace (USE), as their meaning is ambiguous.
         prepare = session.prepare
+        self._select_release = prepare("SELECT release_version FROM system.local")
         self._insert_prediction = prepare(_insert(f"{ks}.predictions", _PREDICTION_COLUMNS))
         listing = ("day", *_SUMMARY_COLUMNS)
         self._insert_by_day = prepare(_insert(f"{ks}.predictions_by_day", listing))
@@ -304,11 +314,18 @@ class PredictionStore:
         self._select_days = prepare(
             f"SELECT day FROM {ks}.prediction_days WHERE scope = '{DAYS_SCOPE}'"
         )
-        self._select_by_day = prepare(
-            _select(f"{ks}.predictions_by_day", _SUMMARY_COLUMNS, "day = ? LIMIT ?")
+        # Listings, newest first; the "before" forms continue from a cursor (timeuuids order
+        # by time, so ``id < ?`` is "older than").
+        by_day, by_digit = f"{ks}.predictions_by_day", f"{ks}.predictions_by_digit"
+        self._select_by_day = prepare(_select(by_day, _SUMMARY_COLUMNS, "day = ? LIMIT ?"))
+        self._select_by_day_before = prepare(
+            _select(by_day, _SUMMARY_COLUMNS, "day = ? AND id < ? LIMIT ?")
         )
         self._select_by_digit = prepare(
-            _select(f"{ks}.predictions_by_digit", _SUMMARY_COLUMNS, "digit = ? AND day = ? LIMIT ?")
+            _select(by_digit, _SUMMARY_COLUMNS, "digit = ? AND day = ? LIMIT ?")
+        )
+        self._select_by_digit_before = prepare(
+            _select(by_digit, _SUMMARY_COLUMNS, "digit = ? AND day = ? AND id < ? LIMIT ?")
         )
         self._count_by_digit = prepare(
             f"SELECT COUNT(*) FROM {ks}.predictions_by_digit WHERE digit = ? AND day = ?"
@@ -341,6 +358,13 @@ class PredictionStore:
 
     def close(self) -> None:
         self._cluster.shutdown()
+
+    def ping(self) -> None:
+        """Raises StorageError unless a node answers a trivial query now."""
+        try:
+            self._session.execute(self._select_release)
+        except Exception as error:
+            raise self._failed("ping", error) from error
 
     def _failed(self, what: str, error: Exception) -> StorageError:
         # The driver raises a zoo of unrelated types (NoHostAvailable, OperationTimedOut,
@@ -386,21 +410,50 @@ class PredictionStore:
         except Exception as error:
             raise self._failed("listing prediction days", error) from error
 
+    def page(
+        self,
+        limit: int,
+        before: uuid.UUID | None = None,
+        digit: int | None = None,
+        day: date | None = None,
+    ) -> Page:
+        """Up to ``limit`` predictions older than ``before`` (default: the newest), newest
+        first, across day buckets; only those naming ``digit`` and made on ``day`` if given."""
+        if digit is not None and digit not in DIGITS:
+            raise ValueError(f"digit must be 0-9, got {digit!r}")
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit!r}")
+        # One more than asked tells whether an older page exists.
+        wanted = limit + 1
+        newest_day = datetime_from_uuid1(before).date() if before else None
+        found: list[PredictionSummary] = []
+        for bucket in [day] if day else self.days():
+            if len(found) >= wanted:
+                break
+            if newest_day and bucket > newest_day:
+                continue
+            key = (bucket,) if digit is None else (digit, bucket)
+            cursor = (before,) if before else ()
+            statement = {
+                (False, False): self._select_by_day,
+                (False, True): self._select_by_day_before,
+                (True, False): self._select_by_digit,
+                (True, True): self._select_by_digit_before,
+            }[digit is not None, before is not None]
+            what = f"{bucket}" if digit is None else f"digit {digit} on {bucket}"
+            found += self._listing(statement, (*key, *cursor, wanted - len(found)), what)
+        items = found[:limit]
+        return Page(items, items[-1].id if len(found) > limit else None)
+
     def latest(self, limit: int = 20) -> list[PredictionSummary]:
         """The ``limit`` most recent predictions, newest first, across day buckets."""
-        found: list[PredictionSummary] = []
-        for day in self.days():
-            if len(found) >= limit:
-                break
-            found += self._listing(self._select_by_day, (day, limit - len(found)), "latest")
-        return found
+        return self.page(limit).items
 
     def by_digit(
         self, digit: int, day: date | None = None, limit: int = 100
     ) -> list[PredictionSummary]:
         """Predictions of ``digit`` on one UTC day (default today), newest first."""
-        day = day or datetime.now(UTC).date()
-        return self._listing(self._select_by_digit, (digit, day, limit), f"digit {digit}")
+        return self.page(limit, digit=digit, day=day or datetime.now(UTC).date()).items
 
     def _listing(self, statement: PreparedStatement, values: tuple, what: str) -> list:
         try:
@@ -484,36 +537,35 @@ class PredictionStore:
 
 
 _lock = threading.Lock()
-_store: PredictionStore | None = None
+_stores: dict[CassandraSettings, PredictionStore] = {}
 
 
 def get_store(settings: CassandraSettings | None = None) -> PredictionStore:
-    """This process's store, connected on first use (settings default to the environment).
+    """This process's store for these settings (default: the environment's), connected on
+    first use; a failed connection raises StorageError and is tried again on the next call.
 
     Under gunicorn, call it in the workers (e.g. per request), not at import time in the
     master: a forked child never reuses its parent's connections (see _after_fork).
     """
-    global _store
+    settings = settings or CassandraSettings.from_env()
     with _lock:
-        if _store is None:
-            _store = PredictionStore.connect(settings or CassandraSettings.from_env())
-        return _store
+        if (store := _stores.get(settings)) is None:
+            store = _stores[settings] = PredictionStore.connect(settings)
+        return store
 
 
 def close_store() -> None:
-    """Closes this process's store, if any (e.g. in gunicorn's worker_exit hook)."""
-    global _store
+    """Closes this process's stores, if any (e.g. in gunicorn's worker_exit hook)."""
     with _lock:
-        if _store is not None:
-            _store.close()
-            _store = None
+        while _stores:
+            _stores.popitem()[1].close()
 
 
 def _after_fork() -> None:
     # The driver's threads and sockets belong to the parent; the child connects anew.
-    global _lock, _store
+    global _lock
     _lock = threading.Lock()
-    _store = None
+    _stores.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork)

@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 from cassandra.cluster import Session
 from cassandra_server import CassandraServer, open_server
+from flask import Flask
+from flask.testing import FlaskClient
 
 from csd import DDL_TIMEOUT_S, ensure_schema, replication_of
-from flaskandmnist.config import DEFAULT_MODEL_PATH, CassandraSettings
+from flaskandmnist.config import DEFAULT_MODEL_PATH, CassandraSettings, Settings, WebSettings
 from flaskandmnist.mnist import Mnist, load_mnist
 from flaskandmnist.model import Classifier
-from flaskandmnist.storage import build_cluster
+from flaskandmnist.storage import PredictionStore, build_cluster
+from flaskandmnist.web import create_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,6 +111,45 @@ def run_csd(cassandra: CassandraServer) -> Callable[..., subprocess.CompletedPro
         )
 
     return run
+
+
+# --- The web app, on a keyspace of the real test server -------------------------------------
+
+
+@pytest.fixture(scope="session")
+def make_app(
+    cassandra: CassandraServer, new_keyspace: Callable[[str], str], classifier: Classifier
+) -> Callable[..., Flask]:
+    """Builds an app on a fresh keyspace; keyword arguments override WebSettings fields."""
+
+    def make(**web: object) -> Flask:
+        settings = Settings(
+            cassandra=cassandra.settings(new_keyspace("test_web")),
+            web=WebSettings(**{"secret_key": "test-secret", **web}),
+        )
+        return create_app(settings, classifier=classifier)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def app(make_app: Callable[..., Flask]) -> Flask:
+    """The app most web tests share (one keyspace for all of them)."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def app_store(app: Flask) -> PredictionStore:
+    """The store the shared app writes to, to check what a request stored."""
+    with app.app_context():
+        from flaskandmnist.web.services import services
+
+        return services().store
 
 
 _SERVERS: list[CassandraServer] = []

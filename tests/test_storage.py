@@ -131,6 +131,22 @@ def test_round_trip_by_id_recency_and_digit(
             old = [p for p in newest_first if p.digit == digit and p.day == old_day]
             assert [s.id for s in store.by_digit(digit, old_day)] == [p.id for p in old]
 
+        # Paging with the cursor walks all 30, newest first, across the day buckets.
+        pages, before = [], None
+        while True:
+            page = store.page(7, before=before)
+            pages.append([s.id for s in page.items])
+            if (before := page.next_before) is None:
+                break
+        assert [len(ids) for ids in pages] == [7, 7, 7, 7, 2]
+        assert [i for ids in pages for i in ids] == [p.id for p in newest_first]
+        # ... and filtered by digit, over all days.
+        sevens = [p.id for p in newest_first if p.digit == 7]
+        first = store.page(2, digit=7)
+        assert [s.id for s in first.items] == sevens[:2]
+        assert [s.id for s in store.page(2, before=first.next_before, digit=7).items] == sevens[2:]
+        assert store.page(2, before=first.next_before, digit=7).next_before is None
+
         assert store.digit_counts() == dict.fromkeys(range(10), 3)
         assert store.digit_counts(now.date()) == dict.fromkeys(range(10), 1)
     finally:
@@ -231,7 +247,7 @@ def test_one_store_per_process_and_a_new_one_after_fork(
     settings = cassandra.settings(store.keyspace)
     parent = storage.get_store(settings)
     try:
-        assert storage.get_store() is parent
+        assert storage.get_store(settings) is parent
         child_prediction = make_prediction(5)
         pid = os.fork()
         if pid == 0:  # the child: like a gunicorn worker forked from a master that connected

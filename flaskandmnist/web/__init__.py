@@ -1,0 +1,49 @@
+"""The web app: ``create_app()`` builds it (gunicorn: ``flaskandmnist.web:create_app()``).
+
+Blueprints: ``pages`` (HTML for people), ``api`` (JSON, ``/api/v1``), ``compat`` (the
+seeds' routes) and ``health``. Configuration comes from :class:`~flaskandmnist.config.Settings`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from flaskandmnist.config import Settings
+from flaskandmnist.model import Classifier
+
+from . import api, compat, errors, health, pages
+from .services import EXTENSION, Services
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, classifier: Classifier | None = None) -> Flask:
+    """The app for ``settings`` (default: the environment); loads the model unless given."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    secret_key = settings.web.secret_key
+    if secret_key is None:
+        # Sessions and CSRF tokens then hold in this process only (one worker, one replica).
+        logger.warning("SECRET_KEY is not set; using a random key for this process")
+        secret_key = secrets.token_hex(32)
+    app.config.update(
+        SECRET_KEY=secret_key,
+        MAX_CONTENT_LENGTH=settings.web.max_request_bytes,
+        # Form fields hold data URIs (the seeds' drawboards), not just short text.
+        MAX_FORM_MEMORY_SIZE=settings.web.max_request_bytes,
+    )
+    app.extensions[EXTENSION] = Services.build(
+        settings, classifier or Classifier.load(settings.model_path)
+    )
+    csrf = CSRFProtect(app)
+    # Programs (the JSON API and the seeds' clients) send no CSRF token; forms for people do.
+    csrf.exempt(api.bp)
+    csrf.exempt(compat.bp)
+    errors.register(app)
+    for blueprint in (pages.bp, api.bp, compat.bp, health.bp):
+        app.register_blueprint(blueprint)
+    return app

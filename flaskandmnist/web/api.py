@@ -1,0 +1,160 @@
+"""The versioned JSON API (``/api/v1``), described by the OpenAPI document it serves."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from flaskandmnist.imaging import ImageError
+from flaskandmnist.storage import DIGITS, Prediction, PredictionSummary
+
+from .errors import ApiError, image_error
+from .params import listing_query
+from .services import services
+from .uploads import uploads_from
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _links(prediction_id: uuid.UUID) -> dict[str, str]:
+    return {
+        "url": url_for("api.get_prediction", prediction_id=prediction_id),
+        "page_url": url_for("pages.prediction", prediction_id=prediction_id),
+        "image_url": url_for("api.prediction_image", prediction_id=prediction_id),
+        "input_url": url_for("api.prediction_input", prediction_id=prediction_id),
+    }
+
+
+def summary_json(item: PredictionSummary | Prediction) -> dict[str, Any]:
+    """The fields a listing shows, and the record's links."""
+    return {
+        "id": str(item.id),
+        "digit": item.digit,
+        "confidence": item.confidence,
+        "model_version": item.model_version,
+        "created_at": _iso(item.created_at),
+        "source": item.source,
+        "filename": item.filename,
+        "content_type": item.content_type,
+        "image_size": item.image_size,
+        **_links(item.id),
+    }
+
+
+def prediction_json(prediction: Prediction) -> dict[str, Any]:
+    """A whole record (without the image bytes, which have their own URL)."""
+    return {
+        **summary_json(prediction),
+        "probabilities": list(prediction.probabilities),
+        "processing_ms": round(prediction.processing_ms, 3),
+    }
+
+
+def _created(prediction: Prediction) -> Response:
+    response = jsonify(prediction_json(prediction))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_prediction", prediction_id=prediction.id)
+    return response
+
+
+def _found(prediction_id: uuid.UUID) -> Prediction:
+    if (prediction := services().store.get(prediction_id)) is None:
+        raise ApiError(404, "not_found", f"No prediction has the id {prediction_id}.")
+    return prediction
+
+
+@bp.post("/predictions")
+def create_prediction() -> Response:
+    (upload,) = uploads_from(request, batch=False)
+    return _created(services().recognizer.recognise(upload))
+
+
+@bp.post("/predictions/batch")
+def create_predictions() -> tuple[Response, int]:
+    """Several images in one request: each is answered on its own (201 all stored, 207
+    some refused, or the common error status when all are refused)."""
+    uploads = uploads_from(request, batch=True)
+    limit = services().settings.web.max_batch_images
+    if len(uploads) > limit:
+        raise ApiError(413, "too_many_images", f"Send at most {limit} images per batch.")
+    results = []
+    for index, result in enumerate(services().recognizer.recognise_many(uploads)):
+        if isinstance(result, ImageError):
+            error = image_error(result)
+            body = {"error": {"code": error.code, "message": error.message}}
+            results.append({"index": index, "status": error.status, **body})
+        else:
+            results.append({"index": index, "status": 201, "prediction": prediction_json(result)})
+    statuses = {r["status"] for r in results}
+    status = 201 if statuses == {201} else 207 if 201 in statuses else 422
+    if len(statuses) == 1 and status == 422:
+        status = statuses.pop()
+    stored = sum(r["status"] == 201 for r in results)
+    return jsonify(results=results, stored=stored, refused=len(results) - stored), status
+
+
+@bp.get("/predictions")
+def list_predictions() -> Response:
+    query = listing_query(request.args, services().settings.web.page_size)
+    page = services().store.page(query.limit, query.before, query.digit, query.day)
+    next_url = (
+        url_for("api.list_predictions", limit=query.limit, **query.args(page.next_before))
+        if page.next_before
+        else None
+    )
+    return jsonify(predictions=[summary_json(s) for s in page.items], next=next_url)
+
+
+@bp.get("/predictions/<uuid:prediction_id>")
+def get_prediction(prediction_id: uuid.UUID) -> Response:
+    return jsonify(prediction_json(_found(prediction_id)))
+
+
+@bp.get("/predictions/<uuid:prediction_id>/image")
+def prediction_image(prediction_id: uuid.UUID) -> Response:
+    """The original bytes as uploaded, with the type sniffed from them."""
+    prediction = _found(prediction_id)
+    return Response(prediction.image, content_type=prediction.content_type)
+
+
+@bp.get("/predictions/<uuid:prediction_id>/input.png")
+def prediction_input(prediction_id: uuid.UUID) -> Response:
+    """The 28x28 image the model saw."""
+    return Response(_found(prediction_id).model_input_png, content_type="image/png")
+
+
+@bp.post("/predictions/<uuid:prediction_id>/correction")
+def correct_prediction(prediction_id: uuid.UUID) -> tuple[Response, int]:
+    body = request.get_json(silent=True)
+    digit = body.get("digit") if isinstance(body, dict) else None
+    # bool is an int in Python; true is not a digit.
+    if type(digit) is not int or digit not in DIGITS:
+        raise ApiError(400, "bad_digit", 'Send JSON {"digit": n} with n a whole number 0-9.')
+    correction = services().store.save_correction(prediction_id, digit)
+    return jsonify(
+        prediction_id=str(correction.prediction_id),
+        true_digit=correction.true_digit,
+        predicted_digit=correction.predicted_digit,
+        corrected_at=_iso(correction.corrected_at),
+    ), 201
+
+
+@cache
+def _openapi() -> dict[str, Any]:
+    return json.loads(resources.files(__package__).joinpath("openapi.json").read_text())
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 description of this API."""
+    return jsonify(_openapi())

@@ -1,0 +1,44 @@
+"""The seeds' clients keep working: thin wrappers over the same recognizer and store.
+
+- ``POST /upload``, multipart ``file`` -> the HTML result page (Numberfigure's upload form);
+- ``POST /upload3``, form ``<name>=<data URI>`` -> ``{"status": "success", "data": "<digit>"}``
+  (Numberfigure's drawboard);
+- ``POST /api/predict``, JSON ``{"image": "<data URI>"}`` -> the digit as plain text (a
+  React client);
+- ``POST /``, form ``imageBase64=<data URI>`` -> ``{"guess": <digit>, ...}`` (a jQuery client).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, render_template, request
+
+from .services import services
+from .uploads import form_data_uri, uploads_from
+
+bp = Blueprint("compat", __name__)
+
+
+@bp.post("/upload")
+def upload() -> str:
+    (image,) = uploads_from(request, batch=False, default_source="upload")
+    prediction = services().recognizer.recognise(image)
+    return render_template("prediction.html", prediction=prediction, just_made=True)
+
+
+@bp.post("/upload3")
+def upload3() -> Response:
+    prediction = services().recognizer.recognise(form_data_uri(request))
+    return jsonify(status="success", data=str(prediction.digit))
+
+
+@bp.post("/api/predict")
+def api_predict() -> Response:
+    (image,) = uploads_from(request, batch=False, default_source="canvas")
+    prediction = services().recognizer.recognise(image)
+    return Response(str(prediction.digit), content_type="text/plain; charset=utf-8")
+
+
+@bp.post("/")
+def guess() -> Response:
+    prediction = services().recognizer.recognise(form_data_uri(request, "imageBase64"))
+    return jsonify(guess=prediction.digit, confidence=prediction.confidence, id=str(prediction.id))

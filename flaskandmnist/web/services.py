@@ -1,0 +1,45 @@
+"""What the views use, built once per app: settings, the classifier and the recognizer.
+
+The Cassandra session itself belongs to :mod:`flaskandmnist.storage` (one per process and
+settings); the app only says which settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from flask import current_app
+
+from flaskandmnist.config import Settings
+from flaskandmnist.model import IMAGE_SHAPE, Classifier
+from flaskandmnist.recognition import Recognizer
+from flaskandmnist.storage import PredictionStore, get_store
+
+EXTENSION = "flaskandmnist"
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    classifier: Classifier
+    recognizer: Recognizer
+
+    @classmethod
+    def build(cls, settings: Settings, classifier: Classifier) -> Services:
+        def store() -> PredictionStore:
+            return get_store(settings.cassandra)
+
+        # The first call traces the model's graph (a quarter of a second); not on a request.
+        classifier.predict(np.zeros((1, *IMAGE_SHAPE), np.float32))
+        return cls(settings, classifier, Recognizer(classifier, settings, store))
+
+    @property
+    def store(self) -> PredictionStore:
+        """This process's store, connected on first use (raises StorageError if it cannot)."""
+        return get_store(self.settings.cassandra)
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions[EXTENSION]

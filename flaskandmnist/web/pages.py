@@ -1,23 +1,143 @@
-"""HTML pages for people (placeholder until the pages land)."""
+"""HTML pages for people: home (draw or upload), history, one prediction, corrections.
+
+Drawing and uploading on the home page go to the JSON API from static scripts (the
+Content-Security-Policy allows no inline script). The forms here are what works without
+script, and those that post carry a CSRF token. Bad input raises :class:`ApiError`, which
+the error handlers render as ``error.html`` with its status (400, 404), never a 500.
+"""
 
 from __future__ import annotations
 
+import base64
 import uuid
+from datetime import UTC, datetime
 
-from flask import Blueprint, render_template
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
+from flaskandmnist.storage import DIGITS, Prediction
+
+from .errors import ApiError
+from .params import listing_query
 from .services import services
 
 bp = Blueprint("pages", __name__)
 
+_SOURCE_LABELS = {"canvas": "Drawing", "upload": "Upload", "api": "API"}
+_DIGIT_VALUES = {str(digit): digit for digit in DIGITS}
+
+
+# --- template filters (the same formatting on every page) ---------------------------------
+
+
+@bp.app_template_filter("percent")
+def percent(value: float) -> str:
+    """A probability as a percentage; 0.9996 is "99.9%", not a "100%" it is not.
+
+    static/result.js formats the results it shows the same way.
+    """
+    if value >= 1:
+        return "100%"
+    if 0 < value < 0.001:
+        return "<0.1%"
+    return f"{int(value * 1000) / 10:.1f}%"
+
+
+@bp.app_template_filter("png_data_uri")
+def png_data_uri(png: bytes) -> str:
+    """A data: URI of a (small) PNG, so a page of thumbnails needs no further requests."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+@bp.app_template_filter("isotime")
+def isotime(moment: datetime) -> str:
+    """ISO 8601 in UTC, for <time datetime>; static/app.js shows it in local time."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@bp.app_template_filter("utctime")
+def utctime(moment: datetime) -> str:
+    """What a reader without script sees: the UTC time, labelled as such."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@bp.app_template_filter("source_label")
+def source_label(source: str) -> str:
+    return _SOURCE_LABELS.get(source, source)
+
+
+@bp.app_template_filter("filesize")
+def filesize(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+# --- pages -------------------------------------------------------------------------------
+
 
 @bp.get("/")
 def home() -> str:
-    return render_template("base.html")
+    return render_template(
+        "home.html",
+        predictions_url=url_for("api.create_prediction"),
+        max_image_bytes=services().settings.max_image_bytes,
+    )
+
+
+@bp.get("/history")
+def history() -> str:
+    """Recent predictions, newest first; ``digit``, ``day`` and the ``before`` cursor."""
+    page_size = services().settings.web.page_size
+    query = listing_query(request.args, page_size)
+    page = services().store.page(query.limit, query.before, query.digit, query.day)
+    # Links keep the filters, and the page size only when someone chose another one.
+    limit = query.limit if query.limit != page_size else None
+    return render_template(
+        "history.html",
+        items=page.items,
+        digit=query.digit,
+        day=query.day,
+        before=query.before,
+        older_url=url_for("pages.history", limit=limit, **query.args(page.next_before))
+        if page.next_before
+        else None,
+        newest_url=url_for("pages.history", limit=limit, **query.args(None)),
+    )
+
+
+def _not_found(prediction_id: uuid.UUID) -> ApiError:
+    return ApiError(404, "not_found", f"No prediction has the id {prediction_id}.")
+
+
+def _stored(prediction_id: uuid.UUID) -> Prediction:
+    # Stored ids are time-based (version 1); Cassandra would refuse any other as a timeuuid.
+    found = services().store.get(prediction_id) if prediction_id.version == 1 else None
+    if found is None:
+        raise _not_found(prediction_id)
+    return found
 
 
 @bp.get("/predictions/<uuid:prediction_id>")
 def prediction(prediction_id: uuid.UUID) -> str:
-    return render_template(
-        "prediction.html", prediction=services().store.get(prediction_id), just_made=False
+    return render_template("prediction.html", prediction=_stored(prediction_id), just_made=False)
+
+
+@bp.post("/predictions/<uuid:prediction_id>/correction")
+def correct(prediction_id: uuid.UUID) -> Response:
+    """Stores the true digit a person gave (form field ``digit``) and shows the record."""
+    digit = _DIGIT_VALUES.get(request.form.get("digit", "").strip())
+    if digit is None:
+        raise ApiError(400, "bad_digit", "Choose the true digit: a whole number from 0 to 9.")
+    if prediction_id.version != 1:
+        raise _not_found(prediction_id)
+    # An unknown id raises UnknownPrediction: a 404 page.
+    correction = services().store.save_correction(prediction_id, digit)
+    flash(
+        f"Thank you: stored as a {correction.true_digit} "
+        f"(the model said {correction.predicted_digit}).",
+        "success",
     )
+    # 303: the browser fetches the record with GET; a reload does not post again.
+    return redirect(url_for("pages.prediction", prediction_id=prediction_id), code=303)

@@ -1,0 +1,82 @@
+// The result card of the home page (markup in templates/_result.html): fills it in from
+// an API answer, and sends corrections to the API without leaving the page.
+
+import { ApiError, postJson } from "./api.js";
+
+/** Below this confidence the result is shown as uncertain. */
+const SURE = 0.9;
+
+/** A probability as a percentage that never rounds a near-certainty up to 100%. */
+export function percent(value) {
+  if (value >= 1) return "100%";
+  if (value > 0 && value < 0.001) return "<0.1%";
+  return `${(Math.floor(value * 1000) / 10).toFixed(1)}%`;
+}
+
+export class ResultCard {
+  constructor(card) {
+    this.card = card;
+    this.field = (name) => card.querySelector(`[data-field="${name}"]`);
+    this.correction = card.querySelector("[data-correction]");
+    this.status = card.querySelector("[data-correction-status]");
+    this.correctionUrl = null;
+    this.correction.addEventListener("submit", (event) => this.#correct(event));
+  }
+
+  /** Shows a prediction as the API returns it (POST /api/v1/predictions). */
+  show(result) {
+    this.field("digit").textContent = result.digit;
+    this.field("confidence").textContent = percent(result.confidence);
+    this.field("confidence").parentElement.classList.toggle("is-unsure", result.confidence < SURE);
+    this.field("input").src = result.input_url;
+    this.field("record").href = result.page_url;
+    for (const row of this.card.querySelectorAll("[data-probabilities] li")) {
+      const digit = Number(row.dataset.digit);
+      const probability = result.probabilities[digit];
+      row.querySelector("meter").value = probability;
+      row.querySelector(".prob-value").textContent = percent(probability);
+      row.classList.toggle("is-top", digit === result.digit);
+    }
+    // Without script the form would post to the page's own route (with its CSRF token).
+    this.correction.action = `${result.page_url}/correction`;
+    this.correctionUrl = `${result.url}/correction`;
+    this.#setStatus("");
+    for (const button of this.correction.querySelectorAll("button")) {
+      button.setAttribute("aria-pressed", "false");
+      button.disabled = false;
+    }
+    this.card.querySelector("[data-result-empty]").hidden = true;
+    this.card.querySelector("[data-result-body]").hidden = false;
+    this.card.dataset.predictionId = result.id;
+    // On a phone the card sits below the pad; bring it into view.
+    const box = this.card.getBoundingClientRect();
+    if (box.top > window.innerHeight * 0.6) {
+      this.card.scrollIntoView({ behavior: "smooth", block: "start" });
+    }
+  }
+
+  #setStatus(text, isError = false) {
+    this.status.textContent = text;
+    this.status.classList.toggle("is-error", isError);
+  }
+
+  async #correct(event) {
+    if (!this.correctionUrl) return; // nothing shown yet: let the form do its default
+    event.preventDefault();
+    const digit = Number(event.submitter?.value);
+    if (!Number.isInteger(digit)) return;
+    const buttons = [...this.correction.querySelectorAll("button")];
+    buttons.forEach((button) => (button.disabled = true));
+    try {
+      const saved = await postJson(this.correctionUrl, { digit });
+      for (const button of buttons) {
+        button.setAttribute("aria-pressed", String(Number(button.value) === saved.true_digit));
+      }
+      this.#setStatus(`Thank you: stored as a ${saved.true_digit} (the model said ${saved.predicted_digit}).`);
+    } catch (error) {
+      this.#setStatus(error instanceof ApiError ? error.message : String(error), true);
+    } finally {
+      buttons.forEach((button) => (button.disabled = false));
+    }
+  }
+}

@@ -53,7 +53,12 @@ def _http_error(error: HTTPException) -> ApiError:
 
 def wants_json() -> bool:
     """Whether the current request comes from a program (JSON) rather than a person."""
-    return request.blueprint in {"api", "health"} or request.endpoint in _JSON_ENDPOINTS
+    # An unknown URL has no blueprint; under /api/ it is still a program asking.
+    return (
+        request.blueprint in {"api", "health"}
+        or request.endpoint in _JSON_ENDPOINTS
+        or request.path.startswith("/api/")
+    )
 
 
 def respond(error: ApiError) -> Response:

@@ -1,0 +1,54 @@
+"""gunicorn settings of the web service, shared by the Docker image and scripts/serve.sh.
+
+    gunicorn --config python:flaskandmnist.gunicorn_conf "flaskandmnist.web:create_app()"
+
+Address, workers, threads and timeout come from :class:`flaskandmnist.config.WebSettings`
+(``WEB_HOST``, ``PORT``, ``WEB_WORKERS``, ``WEB_THREADS``, ``WEB_TIMEOUT``), the one place
+configuration is read.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flaskandmnist.config import Settings
+from flaskandmnist.storage import close_store
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
+
+# Validates every setting in the master, so a bad variable stops the server at once
+# instead of killing each worker in turn.
+_web = Settings.from_env().web
+
+bind = f"[{_web.host}]:{_web.port}" if ":" in _web.host else f"{_web.host}:{_web.port}"
+workers = _web.workers
+# Threads let a worker serve other requests while one waits on Cassandra; predictions are
+# short CPU bursts that TensorFlow runs outside the GIL.
+worker_class = "gthread"
+threads = _web.threads
+timeout = _web.timeout_s
+# On SIGTERM (docker stop, Ctrl-C) requests in flight get as long to finish as any request.
+graceful_timeout = _web.timeout_s
+# Access and error log on stdout/stderr, where docker logs and the terminal read them.
+accesslog = "-"
+errorlog = "-"
+# No preload_app: TensorFlow's thread pools and the Cassandra driver's threads do not
+# survive a fork, so each worker loads the model and connects after it is forked.
+preload_app = False
+# The heartbeat file is touched every second; on a disk-backed /tmp (Docker's overlay
+# file system) that can block a worker, so it goes to memory where there is /dev/shm.
+worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None
+
+# Sessions and CSRF tokens are signed with SECRET_KEY and must verify in every worker. When
+# it is not set, the master makes one random key for all its workers (raw_env is exported
+# before they fork); it changes on every restart, so set SECRET_KEY to keep sessions.
+raw_env = [] if _web.secret_key else [f"SECRET_KEY={secrets.token_urlsafe(32)}"]
+
+
+def worker_exit(server: Arbiter, worker: Worker) -> None:
+    """Closes the worker's Cassandra session (runs in the worker) so it ends cleanly."""
+    close_store()

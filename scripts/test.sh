@@ -6,6 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/venv.sh"
 cd "$ROOT"
 scripts/install-compose.sh  # docker-compose, for tests/test_container.py
+scripts/install-browser.sh  # Debian's Chromium, for tests/test_browser.py
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest "$@"

@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 from sample_predictions import make_prediction
+from werkzeug.test import TestResponse
 
 from flaskandmnist.mnist import Mnist
 from flaskandmnist.storage import Prediction, PredictionStore
@@ -60,7 +61,7 @@ def client(pages_app: Flask) -> FlaskClient:
     return pages_app.test_client()
 
 
-def html(response) -> str:  # type: ignore[no-untyped-def]
+def html(response: TestResponse) -> str:
     return response.get_data(as_text=True)
 
 
@@ -218,7 +219,7 @@ def test_correction_form_stores_the_true_digit(client: FlaskClient, store: Predi
     assert response.status_code == 303
     assert response.headers["Location"] == detail
     page = html(client.get(detail))
-    assert "Thank you: stored as a 4 (the model said 7)." in page
+    assert "Thank you: stored as 4 (the model said 7)." in page
     assert "Thank you" not in html(client.get(detail))  # shown once
     assert corrections_of(store, prediction) == [4]
 

@@ -135,7 +135,7 @@ def correct(prediction_id: uuid.UUID) -> Response:
     # An unknown id raises UnknownPrediction: a 404 page.
     correction = services().store.save_correction(prediction_id, digit)
     flash(
-        f"Thank you: stored as a {correction.true_digit} "
+        f"Thank you: stored as {correction.true_digit} "
         f"(the model said {correction.predicted_digit}).",
         "success",
     )

@@ -72,7 +72,7 @@ export class ResultCard {
       for (const button of buttons) {
         button.setAttribute("aria-pressed", String(Number(button.value) === saved.true_digit));
       }
-      this.#setStatus(`Thank you: stored as a ${saved.true_digit} (the model said ${saved.predicted_digit}).`);
+      this.#setStatus(`Thank you: stored as ${saved.true_digit} (the model said ${saved.predicted_digit}).`);
     } catch (error) {
       this.#setStatus(error instanceof ApiError ? error.message : String(error), true);
     } finally {

@@ -20,6 +20,8 @@ export function setupUpload(form, { url, onResult, showError }) {
   const submit = form.querySelector('button[type="submit"]');
   const maxBytes = Number(form.dataset.maxBytes) || Infinity;
   let file = null;
+  // Nothing to send yet (without script the browser's own "required" check does this).
+  submit.disabled = true;
 
   function choose(chosen) {
     showError("");
@@ -39,6 +41,7 @@ export function setupUpload(form, { url, onResult, showError }) {
     prompt.hidden = true;
     fileName.textContent = `${file.name} · ${formatSize(file.size)}`;
     fileName.hidden = false;
+    submit.disabled = false;
   }
 
   input.addEventListener("change", () => choose(input.files[0]));
@@ -62,10 +65,7 @@ export function setupUpload(form, { url, onResult, showError }) {
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    if (!file) {
-      showError("Choose an image first.");
-      return;
-    }
+    if (!file) return;
     const data = new FormData();
     data.append("file", file, file.name);
     data.append("source", "upload");

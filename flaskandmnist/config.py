@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from limits import parse_many
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: The trained model shipped with the package (weights) and its model card.
@@ -141,11 +144,35 @@ class CassandraSettings:
     replication_factor: int = 1
     #: ... or, when given, NetworkTopologyStrategy with these (data centre, factor) pairs.
     datacenters: tuple[tuple[str, int], ...] = ()
+    #: TLS to the nodes (their client_encryption_options enabled).
+    ssl: bool = False
+    #: PEM file of the CA(s) that signed the nodes' certificates; None trusts the system's CAs.
+    ssl_ca_file: str | None = None
+    #: Client certificate and key (PEM), for nodes that require one (require_client_auth);
+    #: the key may also be in the certificate's file.
+    ssl_cert_file: str | None = None
+    ssl_key_file: str | None = None
+    #: Whether a node's certificate must name the address the driver reaches it at.
+    ssl_verify_hostname: bool = True
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for connections to the nodes, or None without TLS.
+
+        Certificates are always verified (against ``ssl_ca_file`` when given); raises
+        OSError (ssl.SSLError included) when a file cannot be read or is not PEM.
+        """
+        if not self.ssl:
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_ca_file)
+        context.check_hostname = self.ssl_verify_hostname
+        if self.ssl_cert_file:
+            context.load_cert_chain(self.ssl_cert_file, self.ssl_key_file)
+        return context
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CassandraSettings:
         env = os.environ if env is None else env
-        return cls(
+        settings = cls(
             contact_points=_list(env, "CASSANDRA_CONTACT_POINTS", cls.contact_points),
             port=_int(env, "CASSANDRA_PORT", cls.port, minimum=1),
             keyspace=keyspace_name(env.get("CASSANDRA_KEYSPACE") or cls.keyspace),
@@ -166,7 +193,25 @@ class CassandraSettings:
                 env, "CASSANDRA_REPLICATION_FACTOR", cls.replication_factor, minimum=1
             ),
             datacenters=datacenter_factors(env.get("CASSANDRA_DATACENTERS") or ""),
+            ssl=_bool(env, "CASSANDRA_SSL", cls.ssl),
+            ssl_ca_file=env.get("CASSANDRA_SSL_CA_FILE") or None,
+            ssl_cert_file=env.get("CASSANDRA_SSL_CERT_FILE") or None,
+            ssl_key_file=env.get("CASSANDRA_SSL_KEY_FILE") or None,
+            ssl_verify_hostname=_bool(
+                env, "CASSANDRA_SSL_VERIFY_HOSTNAME", cls.ssl_verify_hostname
+            ),
         )
+        files = (settings.ssl_ca_file, settings.ssl_cert_file, settings.ssl_key_file)
+        if not settings.ssl and any(files):
+            # Files without the switch would mean a plain-text connection nobody meant.
+            raise ConfigError("CASSANDRA_SSL_*_FILE is set but CASSANDRA_SSL is not")
+        if settings.ssl_key_file and not settings.ssl_cert_file:
+            raise ConfigError("CASSANDRA_SSL_KEY_FILE needs CASSANDRA_SSL_CERT_FILE")
+        try:
+            settings.ssl_context()  # bad files stop the start, not the first query
+        except OSError as error:
+            raise ConfigError(f"CASSANDRA_SSL files cannot be used: {error}") from None
+        return settings
 
 
 @dataclass(frozen=True)
@@ -207,6 +252,72 @@ class WebSettings:
         )
 
 
+#: werkzeug.security.generate_password_hash's format: method$salt$hex digest.
+_PASSWORD_HASH = re.compile(r"(scrypt|pbkdf2)[^$]*\$[^$]+\$[0-9a-f]+")
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """Rate limiting, access to stored predictions and HTTPS headers (README: "Security and
+    limits")."""
+
+    #: Posts (predictions, corrections) per client address, in flask-limiter's notation
+    #: ("120/minute", "10/second;1000/day"); "" (``RATE_LIMIT=off``) counts nothing.
+    rate_limit: str = "120/minute"
+    #: Where the counts are kept: memory:// is per process; redis://host:6379 is shared.
+    rate_limit_storage_uri: str = "memory://"
+    #: How many proxies in front append to X-Forwarded-For; 0 believes no such header, so
+    #: that a client cannot choose the address it is counted under.
+    trust_proxy: int = 0
+    #: With a username, stored predictions (history, records, images, corrections) need HTTP
+    #: Basic authentication with it and the password, or a password matching the hash
+    #: (werkzeug.security.generate_password_hash).
+    auth_username: str | None = None
+    auth_password: str | None = None
+    auth_password_hash: str | None = None
+    #: Strict-Transport-Security max-age in seconds; 0 sends none (for HTTPS deployments).
+    hsts_seconds: int = 0
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth_username is not None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SecuritySettings:
+        env = os.environ if env is None else env
+        rate_limit = (_raw(env, "RATE_LIMIT") or cls.rate_limit).strip()
+        if rate_limit.lower() == "off":
+            rate_limit = ""
+        elif not _is_rate_limit(rate_limit):
+            raise ConfigError(f"RATE_LIMIT must look like 120/minute or off, got {rate_limit!r}")
+        settings = cls(
+            rate_limit=rate_limit,
+            rate_limit_storage_uri=env.get("RATE_LIMIT_STORAGE_URI") or cls.rate_limit_storage_uri,
+            trust_proxy=_int(env, "TRUST_PROXY", cls.trust_proxy),
+            auth_username=env.get("AUTH_USERNAME") or None,
+            auth_password=env.get("AUTH_PASSWORD") or None,
+            auth_password_hash=env.get("AUTH_PASSWORD_HASH") or None,
+            hsts_seconds=_int(env, "HSTS_SECONDS", cls.hsts_seconds),
+        )
+        password, password_hash = settings.auth_password, settings.auth_password_hash
+        if password and password_hash:
+            raise ConfigError("set AUTH_PASSWORD or AUTH_PASSWORD_HASH, not both")
+        if settings.auth_required != bool(password or password_hash):
+            raise ConfigError("AUTH_USERNAME and AUTH_PASSWORD (or _HASH) go together")
+        if password_hash and not _PASSWORD_HASH.fullmatch(password_hash):
+            raise ConfigError(
+                "AUTH_PASSWORD_HASH must come from werkzeug.security.generate_password_hash"
+            )
+        return settings
+
+
+def _is_rate_limit(text: str) -> bool:
+    try:
+        return bool(parse_many(text))
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings of the service; build with :meth:`from_env`."""
@@ -223,6 +334,7 @@ class Settings:
     max_image_bytes: int = 10 * 1024 * 1024
     cassandra: CassandraSettings = field(default_factory=CassandraSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -235,4 +347,5 @@ class Settings:
             max_image_bytes=_int(env, "MAX_IMAGE_BYTES", cls.max_image_bytes, minimum=1),
             cassandra=CassandraSettings.from_env(env),
             web=WebSettings.from_env(env),
+            security=SecuritySettings.from_env(env),
         )

@@ -281,6 +281,7 @@ def build_cluster(settings: CassandraSettings) -> Cluster:
         port=settings.port,
         protocol_version=settings.protocol_version,
         auth_provider=auth,
+        ssl_context=settings.ssl_context(),
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=settings.connect_timeout_s,
         control_connection_timeout=settings.connect_timeout_s,
@@ -394,6 +395,8 @@ class PredictionStore:
 
     def get(self, prediction_id: uuid.UUID) -> Prediction | None:
         """The prediction with this id, original image included; None if there is none."""
+        if prediction_id.version != 1:
+            return None  # ids are timeuuids: Cassandra refuses to look up any other kind
         try:
             row = self._session.execute(self._select_prediction, (prediction_id,)).one()
         except Exception as error:

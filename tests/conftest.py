@@ -18,7 +18,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from csd import DDL_TIMEOUT_S, ensure_schema, replication_of
-from flaskandmnist.config import DEFAULT_MODEL_PATH, CassandraSettings, Settings, WebSettings
+from flaskandmnist.config import (
+    DEFAULT_MODEL_PATH,
+    CassandraSettings,
+    SecuritySettings,
+    Settings,
+    WebSettings,
+)
 from flaskandmnist.mnist import Mnist, load_mnist
 from flaskandmnist.model import Classifier
 from flaskandmnist.storage import PredictionStore, build_cluster
@@ -120,10 +126,13 @@ def run_csd(cassandra: CassandraServer) -> Callable[..., subprocess.CompletedPro
 def make_app(
     cassandra: CassandraServer, new_keyspace: Callable[[str], str], classifier: Classifier
 ) -> Callable[..., Flask]:
-    """Builds an app on a fresh keyspace; keyword arguments override WebSettings fields."""
+    """Builds an app on a fresh keyspace; keyword arguments override WebSettings fields, and
+    ``settings`` gives the others (its cassandra and web are replaced)."""
 
-    def make(**web: object) -> Flask:
-        settings = Settings(
+    def make(settings: Settings | None = None, **web: object) -> Flask:
+        # Every test client posts from one address: no rate limit unless a test sets one.
+        settings = replace(
+            settings or Settings(security=SecuritySettings(rate_limit="")),
             cassandra=cassandra.settings(new_keyspace("test_web")),
             web=WebSettings(**{"secret_key": "test-secret", **web}),
         )

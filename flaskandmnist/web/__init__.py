@@ -15,7 +15,7 @@ from flask_wtf.csrf import CSRFProtect
 from flaskandmnist.config import Settings
 from flaskandmnist.model import Classifier
 
-from . import api, compat, errors, health, pages
+from . import api, compat, errors, health, pages, security
 from .services import EXTENSION, Services
 
 logger = logging.getLogger(__name__)
@@ -46,4 +46,5 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     errors.register(app)
     for blueprint in (pages.bp, api.bp, compat.bp, health.bp):
         app.register_blueprint(blueprint)
+    security.init_app(app, settings)
     return app

@@ -17,7 +17,7 @@ from flaskandmnist.storage import DIGITS, Prediction, PredictionSummary
 from .errors import ApiError, image_error
 from .params import listing_query
 from .services import services
-from .uploads import uploads_from
+from .uploads import parsed_json, uploads_from
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -135,7 +135,7 @@ def prediction_input(prediction_id: uuid.UUID) -> Response:
 
 @bp.post("/predictions/<uuid:prediction_id>/correction")
 def correct_prediction(prediction_id: uuid.UUID) -> tuple[Response, int]:
-    body = request.get_json(silent=True)
+    body = parsed_json(request)
     digit = body.get("digit") if isinstance(body, dict) else None
     # bool is an int in Python; true is not a digit.
     if type(digit) is not int or digit not in DIGITS:

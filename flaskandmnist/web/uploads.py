@@ -47,13 +47,21 @@ def decode_image_text(text: Any, what: str = "image") -> bytes:
 def _source(value: Any, default: str) -> str:
     if value is None or value == "":
         return default
-    if value not in SOURCES:
+    if not isinstance(value, str) or value not in SOURCES:  # [] is not hashable
         raise ApiError(400, "bad_source", f"'source' must be one of {', '.join(sorted(SOURCES))}.")
     return value
 
 
+def parsed_json(request: Request) -> Any:
+    """The request's JSON; None when it is not JSON, not valid or nested too deeply."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:  # what json raises, rather than ValueError, for [[[[...]]]]
+        return None
+
+
 def _json_body(request: Request) -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    body = parsed_json(request)
     if not isinstance(body, dict):
         raise ApiError(400, "malformed_json", "The body must be a JSON object.")
     return body

@@ -107,15 +107,9 @@ def history() -> str:
     )
 
 
-def _not_found(prediction_id: uuid.UUID) -> ApiError:
-    return ApiError(404, "not_found", f"No prediction has the id {prediction_id}.")
-
-
 def _stored(prediction_id: uuid.UUID) -> Prediction:
-    # Stored ids are time-based (version 1); Cassandra would refuse any other as a timeuuid.
-    found = services().store.get(prediction_id) if prediction_id.version == 1 else None
-    if found is None:
-        raise _not_found(prediction_id)
+    if (found := services().store.get(prediction_id)) is None:
+        raise ApiError(404, "not_found", f"No prediction has the id {prediction_id}.")
     return found
 
 
@@ -130,8 +124,6 @@ def correct(prediction_id: uuid.UUID) -> Response:
     digit = _DIGIT_VALUES.get(request.form.get("digit", "").strip())
     if digit is None:
         raise ApiError(400, "bad_digit", "Choose the true digit: a whole number from 0 to 9.")
-    if prediction_id.version != 1:
-        raise _not_found(prediction_id)
     # An unknown id raises UnknownPrediction: a 404 page.
     correction = services().store.save_correction(prediction_id, digit)
     flash(

@@ -22,6 +22,7 @@ from flaskandmnist.config import CassandraSettings, Settings, WebSettings
 from flaskandmnist.model import Classifier
 from flaskandmnist.storage import PredictionStore
 from flaskandmnist.web import create_app
+from flaskandmnist.web.security import PROTECTED_ENDPOINTS
 
 pytestmark = pytest.mark.cassandra
 
@@ -449,3 +450,17 @@ def test_openapi_document_is_valid_and_lists_every_api_route(
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     assert documented == served
+
+
+def test_openapi_document_names_authentication_and_rate_limits(
+    client: FlaskClient, app: Flask
+) -> None:
+    spec = client.get("/api/v1/openapi.json").get_json()
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("api."):
+            continue
+        path = rule.rule.removeprefix("/api/v1").replace("<uuid:", "{").replace(">", "}")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            responses = spec["paths"][path][method.lower()]["responses"]
+            assert ("401" in responses) == (rule.endpoint in PROTECTED_ENDPOINTS), path
+            assert ("429" in responses) == (method == "POST"), path

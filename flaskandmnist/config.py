@@ -214,6 +214,52 @@ class CassandraSettings:
         return settings
 
 
+#: A folder of the user's that survives restarts (XDG's state directory), not the checkout.
+DEFAULT_OUTBOX_DIR = Path.home() / ".local" / "state" / "flaskandmnist" / "outbox"
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """Where predictions wait while Cassandra cannot take them, and how long a request waits
+    for Cassandra (README: "Durability: the outbox")."""
+
+    #: Whether a prediction Cassandra did not store in time is queued locally and answered;
+    #: when off, it is answered 503 instead.
+    enabled: bool = True
+    #: Folder of the queue files (one SQLite file per process): a local disk that survives
+    #: restarts, one folder per service (files are adopted by keyspace name).
+    directory: Path = DEFAULT_OUTBOX_DIR
+    #: Milliseconds a request waits for Cassandra to store its predictions before queueing.
+    write_deadline_ms: int = 1000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OutboxSettings:
+        env = os.environ if env is None else env
+        return cls(
+            enabled=_bool(env, "OUTBOX_ENABLED", cls.enabled),
+            directory=Path(env.get("OUTBOX_DIR") or cls.directory),
+            write_deadline_ms=_int(
+                env, "CASSANDRA_WRITE_DEADLINE_MS", cls.write_deadline_ms, minimum=1
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics (README: "Health and metrics")."""
+
+    #: Folder where prometheus_client's multiprocess mode keeps each process's values
+    #: (``PROMETHEUS_MULTIPROC_DIR``, which prometheus_client also reads when imported);
+    #: gunicorn_conf makes a temporary one when unset. None: one process, nothing shared.
+    multiproc_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> MetricsSettings:
+        env = os.environ if env is None else env
+        folder = _raw(env, "PROMETHEUS_MULTIPROC_DIR")
+        return cls(multiproc_dir=Path(folder) if folder else None)
+
+
 @dataclass(frozen=True)
 class WebSettings:
     """The web service and its gunicorn server (``WEB_*`` and a few conventional names)."""
@@ -335,6 +381,8 @@ class Settings:
     cassandra: CassandraSettings = field(default_factory=CassandraSettings)
     web: WebSettings = field(default_factory=WebSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -348,4 +396,6 @@ class Settings:
             cassandra=CassandraSettings.from_env(env),
             web=WebSettings.from_env(env),
             security=SecuritySettings.from_env(env),
+            outbox=OutboxSettings.from_env(env),
+            metrics=MetricsSettings.from_env(env),
         )

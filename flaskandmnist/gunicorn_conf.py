@@ -10,6 +10,8 @@ configuration is read.
 from __future__ import annotations
 
 import secrets
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,3 +54,34 @@ raw_env = [] if _web.secret_key else [f"SECRET_KEY={secrets.token_urlsafe(32)}"]
 def worker_exit(server: Arbiter, worker: Worker) -> None:
     """Closes the worker's Cassandra session (runs in the worker) so it ends cleanly."""
     close_store()
+
+
+# Prometheus metrics of all workers (flaskandmnist/metrics.py): prometheus_client keeps each
+# process's values in files in PROMETHEUS_MULTIPROC_DIR, which must be set before a worker
+# imports it (raw_env is exported before the workers fork) and hold no files of earlier
+# runs. The master never imports the app, so its own import of prometheus_client (below,
+# when a worker dies) comes after the variable is set.
+_metrics_dir = Settings.from_env().metrics.multiproc_dir
+_own_metrics_dir = _metrics_dir is None
+if _metrics_dir is None:
+    _metrics_dir = Path(tempfile.mkdtemp(prefix="flaskandmnist-metrics-"))
+raw_env.append(f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir}")
+
+
+def on_starting(server: Arbiter) -> None:
+    """Forgets the metrics of an earlier run in a PROMETHEUS_MULTIPROC_DIR that was given."""
+    for stale in _metrics_dir.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: Arbiter, worker: Worker) -> None:
+    """Drops a dead worker's live gauges: its outbox depth is counted again by the worker
+    that adopts its queue file."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(_metrics_dir))
+
+
+def on_exit(server: Arbiter) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -7,7 +7,7 @@ Every entry point (JSON API, HTML pages, the seeds' compatibility routes) goes t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +16,8 @@ from PIL import Image
 from flaskandmnist.config import Settings
 from flaskandmnist.imaging import ImageError, load_image, mnist_to_png, to_mnist_image
 from flaskandmnist.model import Classifier
-from flaskandmnist.storage import Prediction, PredictionStore
+from flaskandmnist.recorder import Recorder
+from flaskandmnist.storage import Prediction
 
 #: Stored when Pillow knows no MIME type for a format it read.
 UNKNOWN_CONTENT_TYPE = "application/octet-stream"
@@ -46,11 +47,11 @@ class Recognizer:
         self,
         classifier: Classifier,
         settings: Settings,
-        store: Callable[[], PredictionStore],
+        recorder: Recorder,
     ) -> None:
         self.classifier = classifier
         self._settings = settings
-        self._store = store
+        self._recorder = recorder
 
     def recognise(self, upload: Upload) -> Prediction:
         """The stored prediction for one upload; raises ImageError or StorageError."""
@@ -61,8 +62,9 @@ class Recognizer:
 
     def recognise_many(self, uploads: Sequence[Upload]) -> list[Prediction | ImageError]:
         """One result per upload, in order: its stored prediction, or why its image was
-        refused. All good images go through the model in one call. Raises StorageError
-        if a prediction cannot be stored (those stored before it stay stored)."""
+        refused. All good images go through the model in one call, and all predictions
+        are recorded together: stored in Cassandra, or durably queued in the outbox. Raises
+        StorageError when they can be neither."""
         prepared: list[_Prepared | ImageError] = [self._prepare(upload) for upload in uploads]
         good = [p for p in prepared if isinstance(p, _Prepared)]
         outputs = iter(self.classifier.predict(np.stack([p.array for p in good])) if good else [])
@@ -84,8 +86,8 @@ class Recognizer:
                 model_version=self.classifier.version,
                 processing_ms=(time.perf_counter() - item.started) * 1000,
             )
-            self._store().save(prediction)
             results.append(prediction)
+        self._recorder.record_many([r for r in results if isinstance(r, Prediction)])
         return results
 
     def _prepare(self, upload: Upload) -> _Prepared | ImageError:

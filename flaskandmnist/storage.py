@@ -2,7 +2,8 @@
 
 The tables are created by ``csd.py`` (the one definition of the schema, see the README);
 this module only reads and writes them. Every write is idempotent per prediction id, so a
-prediction can be saved again after a failure (the later outbox replays with :meth:`save`).
+prediction can be saved again after a failure (:mod:`flaskandmnist.recorder` replays its
+outbox with :meth:`PredictionStore.save_many`).
 A failed read or write raises :class:`StorageError` after logging it; nothing is dropped.
 """
 
@@ -14,7 +15,7 @@ import re
 import threading
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -32,7 +33,7 @@ from cassandra.policies import (
     RoundRobinPolicy,
     TokenAwarePolicy,
 )
-from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, Statement
 from cassandra.util import datetime_from_uuid1, uuid_from_time
 
 from flaskandmnist.config import CassandraSettings, keyspace_name
@@ -240,6 +241,11 @@ def _values(record: object, columns: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(getattr(record, column) for column in columns)
 
 
+def _timeout(seconds: float | None) -> dict[str, float]:
+    """The driver's ``timeout`` argument; left out, it uses the profile's request timeout."""
+    return {} if seconds is None else {"timeout": seconds}
+
+
 def _utc(moment: datetime) -> datetime:
     # The driver returns timestamps as naive datetimes in UTC.
     return moment.replace(tzinfo=UTC)
@@ -360,10 +366,11 @@ class PredictionStore:
     def close(self) -> None:
         self._cluster.shutdown()
 
-    def ping(self) -> None:
-        """Raises StorageError unless a node answers a trivial query now."""
+    def ping(self, timeout_s: float | None = None) -> None:
+        """Raises StorageError unless a node answers a trivial query within ``timeout_s``
+        (default: the request timeout)."""
         try:
-            self._session.execute(self._select_release)
+            self._session.execute(self._select_release, **_timeout(timeout_s))
         except Exception as error:
             raise self._failed("ping", error) from error
 
@@ -374,24 +381,40 @@ class PredictionStore:
         return StorageError(f"Cassandra: {what} failed: {error}")
 
     def save(self, prediction: Prediction) -> None:
-        """Stores the prediction in every table; raises StorageError if any write fails.
+        """Stores the prediction in every table; raises StorageError if any write fails."""
+        self.save_many([prediction])
 
-        The full row (with the original image, up to MAX_IMAGE_BYTES) is written on its
+    def save_many(self, predictions: Sequence[Prediction], timeout_s: float | None = None) -> None:
+        """Stores the predictions in every table, all writes at once; raises StorageError if
+        any fails or they have not all finished within ``timeout_s`` (default: the request
+        timeout). What landed stays: saving the same predictions again rewrites the same rows.
+
+        Each full row (with the original image, up to MAX_IMAGE_BYTES) is written on its
         own: a batch that large would be refused (batch_size_fail_threshold, 50 KiB). The
-        small listing rows then go in one logged batch, so they land together or not at
-        all. Saving the same prediction again rewrites the same rows.
+        small listing rows of a prediction go in one logged batch, so they land together
+        or not at all.
         """
-        p = prediction
+        try:
+            # Every write is sent before any answer is awaited, and each carries the same
+            # timeout, so the wait below ends within about timeout_s of the first send.
+            futures = [
+                self._session.execute_async(statement, values, **_timeout(timeout_s))
+                for p in predictions
+                for statement, values in self._writes(p)
+            ]
+            for future in futures:
+                future.result()
+        except Exception as error:
+            ids = ", ".join(str(p.id) for p in predictions)
+            raise self._failed(f"saving predictions {ids}", error) from error
+
+    def _writes(self, p: Prediction) -> list[tuple[Statement, tuple[Any, ...] | None]]:
         summary = (p.day, *_values(p, _SUMMARY_COLUMNS))
         listings = BatchStatement(BatchType.LOGGED)
         listings.add(self._insert_by_day, summary)
         listings.add(self._insert_by_digit, summary)
         listings.add(self._insert_day, (p.day,))
-        try:
-            self._session.execute(self._insert_prediction, _values(p, _PREDICTION_COLUMNS))
-            self._session.execute(listings)
-        except Exception as error:
-            raise self._failed(f"saving prediction {p.id}", error) from error
+        return [(self._insert_prediction, _values(p, _PREDICTION_COLUMNS)), (listings, None)]
 
     def get(self, prediction_id: uuid.UUID) -> Prediction | None:
         """The prediction with this id, original image included; None if there is none."""
@@ -555,6 +578,12 @@ def get_store(settings: CassandraSettings | None = None) -> PredictionStore:
         if (store := _stores.get(settings)) is None:
             store = _stores[settings] = PredictionStore.connect(settings)
         return store
+
+
+def current_store(settings: CassandraSettings) -> PredictionStore | None:
+    """This process's store for these settings if it is connected; never connects, never
+    waits (not even for a connection another thread is making under the lock)."""
+    return _stores.get(settings)  # a single dict read is atomic
 
 
 def close_store() -> None:

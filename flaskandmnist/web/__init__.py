@@ -12,6 +12,7 @@ import secrets
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
+from flaskandmnist import metrics
 from flaskandmnist.config import Settings
 from flaskandmnist.model import Classifier
 
@@ -39,6 +40,8 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     app.extensions[EXTENSION] = Services.build(
         settings, classifier or Classifier.load(settings.model_path)
     )
+    # First, so that its timer starts before any other hook can refuse the request.
+    metrics.init_app(app)
     csrf = CSRFProtect(app)
     # Programs (the JSON API and the seeds' clients) send no CSRF token; forms for people do.
     csrf.exempt(api.bp)

@@ -1,10 +1,11 @@
-"""Liveness and readiness for orchestrators (Docker, Kubernetes, load balancers)."""
+"""Liveness, readiness and metrics for orchestrators and monitoring (README: "Health and
+metrics")."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from flaskandmnist.storage import StorageError
+from flaskandmnist import metrics as service_metrics
 
 from .services import services
 
@@ -19,11 +20,33 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready to serve: the model is loaded (it is, once the app exists) and Cassandra
-    answers. 503 while it does not, so that traffic goes to another replica."""
-    model = services().classifier.version
-    try:
-        services().store.ping()
-    except StorageError as error:
-        return jsonify(status="unavailable", model=model, cassandra=str(error)), 503
-    return jsonify(status="ready", model=model, cassandra="ok"), 200
+    """Whether to send predictions here: the model is loaded (it is, once the app exists)
+    and each one will be stored.
+
+    - 200 ``ready``: Cassandra answers;
+    - 200 ``degraded``: Cassandra does not, but predictions are answered and queued in the
+      outbox (``outbox_depth`` of them wait in this worker). Still ready: every replica
+      shares the one Cassandra, so taking them out of rotation would turn a storage
+      outage into a full one; alert on the depth instead. Reads of stored predictions
+      (history, records by id) answer 503 meanwhile;
+    - 503 ``unavailable``: neither Cassandra nor the outbox can take a prediction.
+    """
+    health = services().recorder.health()
+    status, code = (
+        ("ready", 200)
+        if health.cassandra == "ok"
+        else ("degraded", 200)
+        if health.accepting
+        else ("unavailable", 503)
+    )
+    body = {"status": status, "model": services().classifier.version, "cassandra": health.cassandra}
+    if health.outbox_depth is not None:
+        body["outbox_depth"] = health.outbox_depth
+    return jsonify(body), code
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics of every worker, in the text exposition format."""
+    body, content_type = service_metrics.exposition(services().settings.metrics.multiproc_dir)
+    return Response(body, content_type=content_type)

@@ -14,6 +14,7 @@ from flask import current_app
 from flaskandmnist.config import Settings
 from flaskandmnist.model import IMAGE_SHAPE, Classifier
 from flaskandmnist.recognition import Recognizer
+from flaskandmnist.recorder import Recorder
 from flaskandmnist.storage import PredictionStore, get_store
 
 EXTENSION = "flaskandmnist"
@@ -24,15 +25,14 @@ class Services:
     settings: Settings
     classifier: Classifier
     recognizer: Recognizer
+    recorder: Recorder
 
     @classmethod
     def build(cls, settings: Settings, classifier: Classifier) -> Services:
-        def store() -> PredictionStore:
-            return get_store(settings.cassandra)
-
         # The first call traces the model's graph (a quarter of a second); not on a request.
         classifier.predict(np.zeros((1, *IMAGE_SHAPE), np.float32))
-        return cls(settings, classifier, Recognizer(classifier, settings, store))
+        recorder = Recorder(settings)
+        return cls(settings, classifier, Recognizer(classifier, settings, recorder), recorder)
 
     @property
     def store(self) -> PredictionStore:

@@ -1,0 +1,110 @@
+"""The fault scenario of benchmarks/fault.py, smaller: under load, Cassandra stops and starts
+again and a worker is killed; every answered prediction is stored exactly once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from cassandra.cluster import NoHostAvailable, Session
+from cassandra_server import CassandraServer
+from live_server import gunicorn
+
+from benchmarks.fault import (
+    Check,
+    Load,
+    OutboxWatch,
+    kill_a_worker_with_a_queue,
+    mnist_pngs,
+    scrape,
+    stored_ids,
+    total,
+)
+
+pytestmark = [pytest.mark.cassandra, pytest.mark.slow]
+
+CLIENTS = 4
+T = TypeVar("T")
+
+
+def eventually(call: Callable[[], T], timeout: float = 120.0) -> T:
+    """``call()``'s result once it stops failing (sessions reconnect after the restart)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except NoHostAvailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_cassandra_outage_and_a_killed_worker_lose_and_duplicate_nothing(
+    cassandra: CassandraServer,
+    new_keyspace: Callable[[str], str],
+    cql_session: Session,
+    tmp_path: Path,
+) -> None:
+    keyspace = new_keyspace("test_fault")
+    outbox = tmp_path / "outbox"
+    pidfile = tmp_path / "gunicorn.pid"
+    env = {
+        **cassandra.environ(),
+        "CASSANDRA_KEYSPACE": keyspace,
+        "OUTBOX_DIR": str(outbox),
+        "RATE_LIMIT": "off",  # one client address sends everything
+        "GUNICORN_CMD_ARGS": f"--pid {pidfile}",
+    }
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as url:
+        master = int(pidfile.read_text())
+        watch = OutboxWatch(outbox)
+        load = Load(f"{url}/api/v1/predictions", mnist_pngs(20), CLIENTS).start()
+        try:
+            time.sleep(3)  # Cassandra up: stored before the answer
+            cassandra.stop()
+            stopped = time.monotonic()
+            killed = kill_a_worker_with_a_queue(master, outbox)
+            time.sleep(3)
+            cassandra.start()
+            back = time.monotonic()
+            time.sleep(3)
+        finally:
+            answers = load.stop()
+        watch.wait_empty(timeout=120)
+        watch.stop()
+        metrics = scrape(url)
+
+    # Every request was answered 201, even while Cassandra was down; only those in flight
+    # on the killed worker's connections got no answer.
+    statuses = [a.status for a in answers if a.status is not None]
+    unanswered = len(answers) - len(statuses)
+    assert set(statuses) == {201}
+    assert unanswered <= CLIENTS
+    assert sum(a.status == 201 for a in answers if stopped <= a.sent < back) > 0
+
+    # The outbox did its work: records were queued, the dead worker's file was adopted,
+    # everything was replayed.
+    assert watch.peak > 0
+    queued = total(metrics, "flaskandmnist_outbox_queued_total")
+    assert queued > 0
+    # A record may be replayed twice (its worker died between write and delete), never less.
+    assert total(metrics, "flaskandmnist_outbox_replayed_total") >= queued
+    assert total(metrics, "flaskandmnist_outbox_depth") == 0
+    assert not list(outbox.glob(f"*-{killed}-*"))  # adopted, drained, deleted
+    # /metrics adds up all workers, the killed one included (its last answers may be
+    # counted but lost).
+    posted = total(
+        metrics, "flaskandmnist_http_requests_total", route="/api/v1/predictions", status="201"
+    )
+    assert len(statuses) <= posted <= len(statuses) + unanswered
+
+    check = Check.of(answers, eventually(lambda: stored_ids(cql_session, keyspace)))
+    assert (check.missing, check.duplicates) == (0, 0), check
+    assert check.unanswered_rows <= unanswered
+    print(
+        f"\nfault test: {len(answers)} requests, {len(statuses)} answered 201, {unanswered} "
+        f"unanswered (killed worker), outbox peak {watch.peak}, rows {check.rows}"
+    )

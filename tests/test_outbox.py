@@ -1,0 +1,309 @@
+"""The outbox and the recorder: queued records are durable, survive a killed process, and
+are replayed into the real Cassandra exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from cassandra.cluster import Session
+from cassandra_server import CassandraServer
+from prometheus_client import REGISTRY
+from sample_predictions import make_prediction
+
+from flaskandmnist.config import CassandraSettings, OutboxSettings, Settings
+from flaskandmnist.outbox import Outbox, OutboxError
+from flaskandmnist.recorder import Health, Recorder
+from flaskandmnist.storage import Prediction, StorageError, get_store
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def predictions(count: int, digit: int = 3) -> list[Prediction]:
+    return [make_prediction(digit, seed=seed) for seed in range(count)]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    outbox = Outbox(tmp_path, "ks")
+    yield outbox
+    outbox.close()
+
+
+# --- The queue files, without Cassandra ---------------------------------------------------
+
+
+def test_records_come_back_exactly_and_oldest_first(outbox: Outbox) -> None:
+    first, second = predictions(3), predictions(2, digit=8)
+    outbox.append_many(first)
+    outbox.append_many(second)
+    assert outbox.depth() == 5
+
+    batch = outbox.oldest(4)
+    assert batch is not None
+    # Equal dataclasses: the same id, bytes, floats (probabilities exactly) and time.
+    assert batch.predictions == [*first, second[0]]
+    outbox.remove(batch)
+    assert outbox.depth() == 1
+    batch = outbox.oldest(4)
+    assert batch is not None and batch.predictions == [second[1]]
+    outbox.remove(batch)
+    assert outbox.oldest(4) is None
+
+
+def test_a_queue_file_is_made_on_the_first_append_and_fsyncs_every_commit(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    assert files(tmp_path) == []  # a process that never queues leaves nothing behind
+    outbox.append_many(predictions(1))
+    database = next(tmp_path.glob(f"ks-{os.getpid()}-*.sqlite"))
+    assert (tmp_path / database.with_suffix(".lock").name).exists()
+    db = outbox._own._db  # type: ignore[union-attr]  # the connection's own settings
+    # WAL with synchronous=FULL (2): the log is fsynced at every commit, so an append that
+    # returned survives a power loss, not just a killed process.
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert db.execute("PRAGMA synchronous").fetchone() == (2,)
+
+
+def test_close_deletes_an_empty_file_and_leaves_a_full_one_to_adopt(tmp_path: Path) -> None:
+    empty = Outbox(tmp_path, "ks")
+    empty.append_many(predictions(1))
+    empty.remove(empty.oldest(10))  # type: ignore[arg-type]
+    empty.close()
+    assert files(tmp_path) == []
+
+    full = Outbox(tmp_path, "ks")
+    queued = predictions(2)
+    full.append_many(queued)
+    full.close()
+    heir = Outbox(tmp_path, "ks")
+    try:
+        assert heir.adopt_orphans() == 2
+        batch = heir.oldest(10)
+        assert batch is not None and batch.predictions == queued
+        heir.remove(batch)
+        assert files(tmp_path) == []  # a drained adopted file is deleted
+    finally:
+        heir.close()
+
+
+_CHILD = """
+import sys
+from pathlib import Path
+from sample_predictions import make_prediction
+from flaskandmnist.outbox import Outbox
+
+outbox = Outbox(Path(sys.argv[1]), "ks")
+queued = [make_prediction(5, seed=seed) for seed in range(int(sys.argv[2]))]
+outbox.append_many(queued)
+if sys.argv[3] == "drain":
+    outbox.remove(outbox.oldest(len(queued)))
+print(" ".join(str(p.id) for p in queued), flush=True)
+sys.stdin.read()  # until the test kills us
+"""
+
+
+def queueing_process(
+    folder: Path, count: int, drain: bool = False
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """Another process that queued ``count`` records (and replayed them if ``drain``) and
+    waits to be killed; and the ids it queued."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(folder), str(count), "drain" if drain else "keep"],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR.parent), str(TESTS_DIR)])},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    return child, child.stdout.readline().split()
+
+
+def test_records_of_a_killed_process_are_adopted_by_exactly_one_other(tmp_path: Path) -> None:
+    child, queued_ids = queueing_process(tmp_path, 7)
+    first, second = Outbox(tmp_path, "ks"), Outbox(tmp_path, "ks")
+    try:
+        assert len(queued_ids) == 7
+        assert first.adopt_orphans() == 0  # its owner lives: not an orphan
+
+        child.send_signal(signal.SIGKILL)  # no chance to clean up
+        child.wait(timeout=30)
+        assert first.adopt_orphans() == 7
+        assert second.adopt_orphans() == 0  # one owner at a time
+        batch = first.oldest(10)
+        assert batch is not None
+        assert [str(p.id) for p in batch.predictions] == queued_ids
+    finally:
+        child.kill()
+        first.close()
+        second.close()
+
+
+def test_the_empty_file_of_a_killed_process_is_deleted_when_found(tmp_path: Path) -> None:
+    child, _ = queueing_process(tmp_path, 2, drain=True)
+    child.kill()
+    child.wait(timeout=30)
+    assert any(name.endswith(".sqlite") for name in files(tmp_path))
+    finder = Outbox(tmp_path, "ks")
+    try:
+        assert finder.adopt_orphans() == 0
+        assert files(tmp_path) == []
+    finally:
+        finder.close()
+
+
+def test_only_files_of_the_same_keyspace_are_adopted(tmp_path: Path) -> None:
+    other = Outbox(tmp_path, "other_ks")
+    other.append_many(predictions(1))
+    other.close()
+    mine = Outbox(tmp_path, "ks")
+    try:
+        assert mine.adopt_orphans() == 0
+    finally:
+        mine.close()
+
+
+def test_an_outbox_that_cannot_be_written_raises(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    outbox = Outbox(not_a_folder, "ks")
+    with pytest.raises(OutboxError, match="cannot queue"):
+        outbox.append_many(predictions(1))
+    with pytest.raises(OutboxError):
+        outbox.probe()
+
+
+# --- The recorder, with the real Cassandra ------------------------------------------------
+
+
+def unreachable(settings: CassandraSettings) -> CassandraSettings:
+    """The same keyspace on a port nothing listens on: connections are refused."""
+    return replace(settings, port=1, connect_timeout_s=1.0)
+
+
+@pytest.fixture
+def ks_settings(
+    cassandra: CassandraServer, new_keyspace: Callable[[str], str]
+) -> CassandraSettings:
+    return cassandra.settings(new_keyspace("test_outbox"))
+
+
+def recorder_settings(cassandra: CassandraSettings, folder: Path, **outbox: object) -> Settings:
+    return Settings(cassandra=cassandra, outbox=OutboxSettings(**{"directory": folder, **outbox}))
+
+
+def stored_ids(session: Session, keyspace: str, table: str, records: list[Prediction]) -> list:
+    """The ids of ``records`` as ``table`` holds them: one per stored row."""
+    rows = session.execute(f"SELECT id FROM {keyspace}.{table}")
+    wanted = {p.id for p in records}
+    return sorted(row.id for row in rows if row.id in wanted)
+
+
+@pytest.mark.cassandra
+def test_predictions_are_answered_while_cassandra_was_never_reachable_and_replayed_once(
+    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+) -> None:
+    queued = predictions(5) + predictions(70, digit=9)  # more than one replay group
+    # A worker that never reached Cassandra: it answers and queues...
+    down = Recorder(recorder_settings(unreachable(ks_settings), tmp_path))
+    try:
+        down.record_many(queued[:5])
+        down.record_many(queued[5:])
+        assert down.health().outbox_depth == 75
+    finally:
+        down.close()  # ... and dies; its file waits
+    # One prediction reached Cassandra before (its write landed, the answer was lost): the
+    # replay writes it again, under the same id.
+    get_store(ks_settings).save(queued[0])
+
+    heir = Recorder(recorder_settings(ks_settings, tmp_path))
+    try:
+        wait_for(lambda: files(tmp_path) == [])  # adopted, replayed, deleted
+        assert heir.health().outbox_depth == 0
+        for table in ("predictions", "predictions_by_day"):
+            ids = stored_ids(cql_session, ks_settings.keyspace, table, queued)
+            assert ids == sorted(p.id for p in queued), table  # each exactly once
+        assert get_store(ks_settings).get(queued[-1].id) == queued[-1]
+    finally:
+        heir.close()
+
+
+@pytest.mark.cassandra
+def test_a_reachable_cassandra_stores_before_the_answer(
+    ks_settings: CassandraSettings, tmp_path: Path
+) -> None:
+    recorder = Recorder(recorder_settings(ks_settings, tmp_path))
+    try:
+        made = predictions(3)
+        recorder.record_many(made)
+        store = get_store(ks_settings)
+        assert [store.get(p.id) for p in made] == made  # no wait: stored, not queued
+        assert recorder.health() == Health(cassandra="ok", outbox_depth=0, accepting=True)
+        assert files(tmp_path) == []
+    finally:
+        recorder.close()
+
+
+@pytest.mark.cassandra
+def test_a_write_that_misses_the_deadline_is_queued_and_still_stored_once(
+    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+) -> None:
+    # 4 MiB cannot reach Cassandra within 1 ms: the request gives up and queues it, while
+    # the write it sent may still land; the replay then writes the same rows again.
+    slow = make_prediction(2, image=b"\x89PNG" + os.urandom(4 * 1024 * 1024))
+    queued_before = REGISTRY.get_sample_value("flaskandmnist_outbox_queued_total") or 0
+    recorder = Recorder(recorder_settings(ks_settings, tmp_path, write_deadline_ms=1))
+    try:
+        recorder.record_many([slow])
+        assert REGISTRY.get_sample_value("flaskandmnist_outbox_queued_total") == (queued_before + 1)
+        wait_for(lambda: recorder.health().outbox_depth == 0)  # replayed
+        for table in ("predictions", "predictions_by_day", "predictions_by_digit"):
+            assert stored_ids(cql_session, ks_settings.keyspace, table, [slow]) == [slow.id]
+        assert get_store(ks_settings).get(slow.id) == slow
+    finally:
+        recorder.close()
+
+
+def test_without_outbox_a_failed_write_is_an_error(tmp_path: Path) -> None:
+    settings = recorder_settings(
+        unreachable(CassandraSettings(keyspace="ks")), tmp_path, enabled=False
+    )
+    recorder = Recorder(settings)
+    try:
+        with pytest.raises(StorageError):
+            recorder.record_many(predictions(1))
+        health = recorder.health()
+        assert (health.accepting, health.outbox_depth) == (False, None)
+        assert files(tmp_path) == []
+    finally:
+        recorder.close()
+
+
+def test_when_neither_cassandra_nor_the_outbox_can_store_it_is_an_error(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    recorder = Recorder(recorder_settings(unreachable(CassandraSettings()), not_a_folder))
+    try:
+        with pytest.raises(StorageError, match="cannot store or queue"):
+            recorder.record_many(predictions(1))
+        assert recorder.health().accepting is False
+    finally:
+        recorder.close()

@@ -344,6 +344,9 @@ class PredictionStore:
         self._select_corrections = prepare(
             f"SELECT {_CORRECTION_COLUMNS} FROM {ks}.corrections WHERE day = ?"
         )
+        self._select_correction = prepare(
+            f"SELECT {_CORRECTION_COLUMNS} FROM {ks}.corrections WHERE day = ? AND id = ?"
+        )
 
     @classmethod
     def connect(cls, settings: CassandraSettings) -> PredictionStore:
@@ -547,19 +550,32 @@ class PredictionStore:
         """Corrections of the predictions made on one UTC day, for retraining."""
         try:
             rows = self._session.execute(self._select_corrections, (day,))
-            return [
-                Correction(
-                    prediction_id=row.id,
-                    true_digit=row.true_digit,
-                    predicted_digit=row.predicted_digit,
-                    corrected_at=_utc(row.corrected_at),
-                    model_version=row.model_version,
-                    model_input_png=row.model_input_png,
-                )
-                for row in rows
-            ]
+            return [_correction(row) for row in rows]
         except Exception as error:
             raise self._failed(f"listing corrections of {day}", error) from error
+
+    def correction(self, prediction_id: uuid.UUID) -> Correction | None:
+        """The latest correction of one prediction, if a person gave one."""
+        if prediction_id.version != 1:
+            return None
+        # Filed under the prediction's day, which its time-based id carries.
+        day = datetime_from_uuid1(prediction_id).date()
+        try:
+            row = self._session.execute(self._select_correction, (day, prediction_id)).one()
+        except Exception as error:
+            raise self._failed(f"reading the correction of {prediction_id}", error) from error
+        return None if row is None else _correction(row)
+
+
+def _correction(row: Any) -> Correction:
+    return Correction(
+        prediction_id=row.id,
+        true_digit=row.true_digit,
+        predicted_digit=row.predicted_digit,
+        corrected_at=_utc(row.corrected_at),
+        model_version=row.model_version,
+        model_input_png=row.model_input_png,
+    )
 
 
 _lock = threading.Lock()

@@ -3,6 +3,7 @@ the real Apache Cassandra server."""
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import subprocess
@@ -16,6 +17,7 @@ from cassandra.cluster import Session
 from cassandra_server import CassandraServer, open_server
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 
 from csd import DDL_TIMEOUT_S, ensure_schema, replication_of
 from flaskandmnist.config import (
@@ -52,6 +54,20 @@ def mnist(mnist_dir: Path) -> Mnist:
 def classifier() -> Classifier:
     """The trained model shipped in the repository, loaded once."""
     return Classifier.load(DEFAULT_MODEL_PATH)
+
+
+@pytest.fixture(scope="session")
+def digit_pngs(mnist: Mnist) -> dict[int, bytes]:
+    """For each digit, the first MNIST test image of it as a black-on-white 112x112 PNG, as a
+    person would upload it."""
+    pngs: dict[int, bytes] = {}
+    for image, label in zip(mnist.test_images, mnist.test_labels, strict=True):
+        if int(label) not in pngs:
+            inverted = Image.fromarray(255 - image).resize((112, 112), Image.Resampling.BICUBIC)
+            out = io.BytesIO()
+            inverted.save(out, format="PNG")
+            pngs[int(label)] = out.getvalue()
+    return pngs
 
 
 # --- Apache Cassandra: one real server per session (see tests/cassandra_server.py) ---------

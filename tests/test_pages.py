@@ -213,15 +213,19 @@ def test_correction_form_stores_the_true_digit(client: FlaskClient, store: Predi
     prediction = make_prediction(7, seed=11)
     store.save(prediction)
     detail = f"/predictions/{prediction.id}"
-    token = csrf_token(html(client.get(detail)))
+    page = html(client.get(detail))
+    assert "data-corrected-to" not in page
+    token = csrf_token(page)
 
     response = client.post(f"{detail}/correction", data={"digit": "4", "csrf_token": token})
     assert response.status_code == 303
     assert response.headers["Location"] == detail
     page = html(client.get(detail))
     assert "Thank you: stored as 4 (the model said 7)." in page
+    assert "<dd data-corrected-to>4</dd>" in page
     assert "Thank you" not in html(client.get(detail))  # shown once
     assert corrections_of(store, prediction) == [4]
+    assert store.correction(prediction.id).true_digit == 4
 
 
 def test_correction_needs_the_csrf_token(client: FlaskClient, store: PredictionStore) -> None:

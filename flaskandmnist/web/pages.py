@@ -115,7 +115,12 @@ def _stored(prediction_id: uuid.UUID) -> Prediction:
 
 @bp.get("/predictions/<uuid:prediction_id>")
 def prediction(prediction_id: uuid.UUID) -> str:
-    return render_template("prediction.html", prediction=_stored(prediction_id), just_made=False)
+    return render_template(
+        "prediction.html",
+        prediction=_stored(prediction_id),
+        correction=services().store.correction(prediction_id),
+        just_made=False,
+    )
 
 
 @bp.post("/predictions/<uuid:prediction_id>/correction")

@@ -22,14 +22,16 @@ from PIL import Image
 from csd import DDL_TIMEOUT_S, ensure_schema, replication_of
 from flaskandmnist.config import (
     DEFAULT_MODEL_PATH,
+    DEFAULT_OUTBOX_DIR,
     CassandraSettings,
+    OutboxSettings,
     SecuritySettings,
     Settings,
     WebSettings,
 )
 from flaskandmnist.mnist import Mnist, load_mnist
 from flaskandmnist.model import Classifier
-from flaskandmnist.storage import PredictionStore, build_cluster
+from flaskandmnist.storage import PredictionStore, build_cluster, close_store
 from flaskandmnist.web import create_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +86,8 @@ def cassandra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraSer
     try:
         yield server
     finally:
+        # The apps' sessions go first: the driver would go on reconnecting to a dead server.
+        close_store()
         server.shutdown()
 
 
@@ -140,15 +144,29 @@ def run_csd(cassandra: CassandraServer) -> Callable[..., subprocess.CompletedPro
 
 @pytest.fixture(scope="session")
 def make_app(
-    cassandra: CassandraServer, new_keyspace: Callable[[str], str], classifier: Classifier
+    cassandra: CassandraServer,
+    new_keyspace: Callable[[str], str],
+    classifier: Classifier,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[..., Flask]:
     """Builds an app on a fresh keyspace; keyword arguments override WebSettings fields, and
     ``settings`` gives the others (its cassandra and web are replaced)."""
+    # The tests' own outbox folder, never the user's; a generous write deadline, so that a
+    # busy CI machine does not queue a write that a test then reads back at once.
+    test_outbox = OutboxSettings(
+        directory=tmp_path_factory.mktemp("outbox"), write_deadline_ms=10_000
+    )
 
     def make(settings: Settings | None = None, **web: object) -> Flask:
         # Every test client posts from one address: no rate limit unless a test sets one.
+        settings = settings or Settings(
+            security=SecuritySettings(rate_limit=""), outbox=test_outbox
+        )
+        if settings.outbox.directory == DEFAULT_OUTBOX_DIR:
+            outbox = replace(settings.outbox, directory=test_outbox.directory)
+            settings = replace(settings, outbox=outbox)
         settings = replace(
-            settings or Settings(security=SecuritySettings(rate_limit="")),
+            settings,
             cassandra=cassandra.settings(new_keyspace("test_web")),
             web=WebSettings(**{"secret_key": "test-secret", **web}),
         )

@@ -8,6 +8,7 @@ import io
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,12 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 from PIL import Image
 
-from flaskandmnist.config import CassandraSettings, Settings, WebSettings
+from flaskandmnist.config import CassandraSettings, OutboxSettings, Settings, WebSettings
 from flaskandmnist.model import Classifier
 from flaskandmnist.storage import PredictionStore
 from flaskandmnist.web import create_app
 from flaskandmnist.web.security import PROTECTED_ENDPOINTS
+from flaskandmnist.web.services import services
 
 pytestmark = pytest.mark.cassandra
 
@@ -410,18 +412,30 @@ def test_unknown_route_and_wrong_method_are_json(client: FlaskClient) -> None:
     assert error_of(response) == "method_not_allowed"
 
 
-def test_unreachable_cassandra_is_503_with_retry_after(classifier: Classifier) -> None:
-    # A port nothing listens on: the store cannot connect.
+def test_unreachable_cassandra_is_503_with_retry_after(
+    classifier: Classifier, tmp_path: Path
+) -> None:
+    # A port nothing listens on: the store cannot connect. (Predictions are still answered,
+    # from the outbox: tests/test_health_metrics.py; reads cannot be.)
     settings = Settings(
         cassandra=CassandraSettings(port=1, connect_timeout_s=1.0),
         web=WebSettings(secret_key="test"),
+        outbox=OutboxSettings(directory=tmp_path),
     )
-    client = create_app(settings, classifier=classifier).test_client()
-    for url in ("/api/v1/predictions", f"/api/v1/predictions/{uuid_from_time(datetime.now(UTC))}"):
-        response = client.get(url)
-        assert response.status_code == 503
-        assert error_of(response) == "storage_unavailable"
-        assert response.headers["Retry-After"].isdigit()
+    app = create_app(settings, classifier=classifier)
+    client = app.test_client()
+    try:
+        for url in (
+            "/api/v1/predictions",
+            f"/api/v1/predictions/{uuid_from_time(datetime.now(UTC))}",
+        ):
+            response = client.get(url)
+            assert response.status_code == 503
+            assert error_of(response) == "storage_unavailable"
+            assert response.headers["Retry-After"].isdigit()
+    finally:
+        with app.app_context():
+            services().recorder.close()
 
 
 # --- The OpenAPI document ------------------------------------------------------------------

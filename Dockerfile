@@ -17,6 +17,12 @@ WORKDIR /app
 # control socket.
 RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin app
 
+# Predictions wait in this folder while Cassandra cannot take them (README: the outbox).
+# docker-compose.yml mounts a named volume here, so they outlive the container; a new
+# volume copies this folder's owner.
+ENV OUTBOX_DIR=/var/lib/flaskandmnist/outbox
+RUN mkdir -p "$OUTBOX_DIR" && chown 10001:10001 "$OUTBOX_DIR"
+
 # Dependencies first, in their own layer: rebuilt only when requirements.txt changes
 # (exact pins; tensorflow-cpu on Linux, without the CUDA libraries).
 COPY requirements.txt ./

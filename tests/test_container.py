@@ -125,6 +125,22 @@ def test_cassandra_keeps_its_data_in_a_named_volume(config: dict[str, Any]) -> N
     assert volume["source"] in config["volumes"]
 
 
+def test_web_keeps_its_outbox_in_a_named_volume_the_app_user_owns(
+    config: dict[str, Any], instructions: list[Instruction]
+) -> None:
+    env = {k: v for i in instructions if i.keyword == "ENV" for k, v in i.pairs().items()}
+    outbox = env["OUTBOX_DIR"]
+    [volume] = config["services"]["web"]["volumes"]
+    assert (volume["type"], volume["target"]) == ("volume", outbox)
+    assert volume["source"] in config["volumes"]
+    # A new named volume takes the owner of the image's folder: the service's user.
+    uid = only(instructions, "USER").args.split(":")[0]
+    assert any(
+        i.keyword == "RUN" and f"chown {uid}:" in i.args and "$OUTBOX_DIR" in i.args
+        for i in instructions
+    )
+
+
 def test_cassandra_is_healthy_once_cql_answers(config: dict[str, Any]) -> None:
     check = config["services"]["cassandra"]["healthcheck"]
     assert check["test"] == ["CMD", "cqlsh", "-e", "describe keyspaces"]

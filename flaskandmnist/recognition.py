@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from flaskandmnist.batching import MicroBatcher
 from flaskandmnist.config import Settings
 from flaskandmnist.imaging import ImageError, load_image, mnist_to_png, to_mnist_image
 from flaskandmnist.model import Classifier
@@ -50,6 +51,8 @@ class Recognizer:
         recorder: Recorder,
     ) -> None:
         self.classifier = classifier
+        # Concurrent requests of this process share model calls (flaskandmnist/batching.py).
+        self._classify = MicroBatcher(classifier.predict)
         self._settings = settings
         self._recorder = recorder
 
@@ -67,7 +70,7 @@ class Recognizer:
         StorageError when they can be neither."""
         prepared: list[_Prepared | ImageError] = [self._prepare(upload) for upload in uploads]
         good = [p for p in prepared if isinstance(p, _Prepared)]
-        outputs = iter(self.classifier.predict(np.stack([p.array for p in good])) if good else [])
+        outputs = iter(self._classify(np.stack([p.array for p in good])) if good else [])
         results: list[Prediction | ImageError] = []
         for item in prepared:
             if isinstance(item, ImageError):

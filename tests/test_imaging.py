@@ -395,6 +395,19 @@ def test_array_input_matches_bytes_input(mnist: Mnist) -> None:
         np.testing.assert_allclose(to_mnist_array(rgba), from_bytes, atol=1e-5)
 
 
+def test_an_image_at_mnist_size_comes_out_as_with_a_margin(mnist: Mnist) -> None:
+    """A 28x28 image with a uniform border skips the background fit (a fast path); with a
+    margin of its background it takes the full path, and the digit is the same."""
+    for image in mnist.test_images[SAMPLE[:50]]:
+        for grey in (image, 255 - image):
+            margin = np.pad(grey, 1, constant_values=grey[0, 0])
+            np.testing.assert_allclose(
+                to_mnist(encode(Image.fromarray(grey))),
+                to_mnist(encode(Image.fromarray(margin))),
+                atol=1e-6,
+            )
+
+
 def test_unsupported_array_is_unreadable() -> None:
     with pytest.raises(UnreadableImageError):
         to_mnist_array(np.zeros((28, 28, 5), dtype=np.uint8))

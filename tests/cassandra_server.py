@@ -17,13 +17,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 from cassandra.cluster import NoHostAvailable
 
 from flaskandmnist.config import CassandraSettings
-from flaskandmnist.storage import build_cluster
+from flaskandmnist.storage import StorageError, build_cluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONTAINER_IMAGE = "cassandra:5.0"
@@ -178,3 +180,19 @@ def open_server(data_dir: Path) -> CassandraServer:
             os.environ.get("CASSANDRA_TEST_PASSWORD") or None,
         )
     return LocalServer(data_dir)
+
+
+T = TypeVar("T")
+
+
+def eventually(call: Callable[[], T], timeout: float = 60.0) -> T:
+    """``call()``'s result once it stops failing: after a restart, the driver reconnects in
+    the background."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except (StorageError, NoHostAvailable):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

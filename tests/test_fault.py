@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
-from cassandra.cluster import NoHostAvailable, Session
-from cassandra_server import CassandraServer
+from cassandra.cluster import Session
+from cassandra_server import CassandraServer, eventually
 from live_server import gunicorn
 
 from benchmarks.fault import (
@@ -27,19 +26,6 @@ from benchmarks.fault import (
 pytestmark = [pytest.mark.cassandra, pytest.mark.slow]
 
 CLIENTS = 4
-T = TypeVar("T")
-
-
-def eventually(call: Callable[[], T], timeout: float = 120.0) -> T:
-    """``call()``'s result once it stops failing (sessions reconnect after the restart)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except NoHostAvailable:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def test_cassandra_outage_and_a_killed_worker_lose_and_duplicate_nothing(
@@ -101,7 +87,7 @@ def test_cassandra_outage_and_a_killed_worker_lose_and_duplicate_nothing(
     )
     assert len(statuses) <= posted <= len(statuses) + unanswered
 
-    check = Check.of(answers, eventually(lambda: stored_ids(cql_session, keyspace)))
+    check = Check.of(answers, eventually(lambda: stored_ids(cql_session, keyspace), timeout=120))
     assert (check.missing, check.duplicates) == (0, 0), check
     assert check.unanswered_rows <= unanswered
     print(

@@ -8,13 +8,12 @@ is :func:`assert_same_digit`, whose tolerances are shown to reject wrong pipelin
 from __future__ import annotations
 
 import io
-import struct
 import time
-import zlib
 from collections.abc import Callable
 
 import numpy as np
 import pytest
+from crafted import png_declaring
 from PIL import Image, ImageDraw, ImageFile
 from scipy import ndimage as ndi
 
@@ -464,22 +463,6 @@ def test_unreadable_input_is_an_error(data: bytes) -> None:
         to_mnist(data)
 
 
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims ``width`` x ``height`` pixels."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body)
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
 @pytest.fixture
 def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if any pixel data is decoded."""
@@ -497,7 +480,7 @@ def test_decompression_bomb_is_refused_before_decoding(
 ) -> None:
     """A 100000x100000 header in a tiny file; with a limit above Pillow's own, Pillow's
     DecompressionBombError must still arrive as ImageTooLargeError."""
-    data = png_claiming(100_000, 100_000)
+    data = png_declaring(100_000, 100_000)
     start = time.perf_counter()
     with pytest.raises(ImageTooLargeError, match=r"10,?000,?000,?000") as error:
         to_mnist(data, max_pixels=max_pixels)
@@ -510,7 +493,7 @@ def test_decompression_bomb_is_refused_before_decoding(
 def test_pillow_bomb_warning_becomes_an_error(recwarn: pytest.WarningsRecorder) -> None:
     """10000x10000 is over Pillow's warning threshold (89 M pixels) but under its error."""
     with pytest.raises(ImageTooLargeError):
-        to_mnist(png_claiming(10_000, 10_000), max_pixels=10**9)
+        to_mnist(png_declaring(10_000, 10_000), max_pixels=10**9)
     assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
 
 

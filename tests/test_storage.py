@@ -11,11 +11,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import pytest
-from cassandra.cluster import NoHostAvailable, Session
-from cassandra_server import CassandraServer
+from cassandra.cluster import Session
+from cassandra_server import CassandraServer, eventually
 from sample_predictions import make_prediction, png
 
 from flaskandmnist import storage
@@ -262,21 +261,6 @@ def test_one_store_per_process_and_a_new_one_after_fork(
         assert parent.get(child_prediction.id) == child_prediction
     finally:
         storage.close_store()
-
-
-T = TypeVar("T")
-
-
-def eventually(call: Callable[[], T], timeout: float = 60.0) -> T:
-    """``call()``'s result once it stops failing: the driver reconnects in the background."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except (StorageError, NoHostAvailable):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 @pytest.mark.cassandra

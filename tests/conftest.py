@@ -33,6 +33,7 @@ from flaskandmnist.mnist import Mnist, load_mnist
 from flaskandmnist.model import Classifier
 from flaskandmnist.storage import PredictionStore, build_cluster, close_store
 from flaskandmnist.web import create_app
+from flaskandmnist.web.services import services
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,9 +149,10 @@ def make_app(
     new_keyspace: Callable[[str], str],
     classifier: Classifier,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Callable[..., Flask]:
+) -> Iterator[Callable[..., Flask]]:
     """Builds an app on a fresh keyspace; keyword arguments override WebSettings fields, and
-    ``settings`` gives the others (its cassandra and web are replaced)."""
+    ``settings`` gives the others (its cassandra and web are replaced). The apps' outbox
+    drainers are stopped at the end, before the server."""
     # The tests' own outbox folder, never the user's; a generous write deadline, so that a
     # busy CI machine does not queue a write that a test then reads back at once.
     test_outbox = OutboxSettings(
@@ -170,9 +172,15 @@ def make_app(
             cassandra=cassandra.settings(new_keyspace("test_web")),
             web=WebSettings(**{"secret_key": "test-secret", **web}),
         )
-        return create_app(settings, classifier=classifier)
+        app = create_app(settings, classifier=classifier)
+        made.append(app)
+        return app
 
-    return make
+    made: list[Flask] = []
+    yield make
+    for app in made:
+        with app.app_context():
+            services().recorder.close()
 
 
 @pytest.fixture(scope="session")
@@ -190,8 +198,6 @@ def client(app: Flask) -> FlaskClient:
 def app_store(app: Flask) -> PredictionStore:
     """The store the shared app writes to, to check what a request stored."""
     with app.app_context():
-        from flaskandmnist.web.services import services
-
         return services().store
 
 

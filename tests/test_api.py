@@ -385,6 +385,16 @@ def test_bad_requests_get_clear_json_errors(
     assert error_of(response) == code
 
 
+def test_a_form_field_without_a_name_is_400_everywhere(client: FlaskClient) -> None:
+    # A multipart part named "\\" reaches Flask without a name (None); the CSRF check of the
+    # pages' forms used to crash on it.
+    unknown = uuid_from_time(datetime(2020, 1, 1, tzinfo=UTC))
+    for url in ("/api/v1/predictions", f"/predictions/{unknown}/correction", "/upload"):
+        response = client.post(url, data={"\\": "x"}, content_type="multipart/form-data")
+        assert response.status_code == 400, url
+        assert "must have a name" in response.get_data(as_text=True)
+
+
 def test_two_files_to_the_single_endpoint_is_400(
     client: FlaskClient, digit_pngs: dict[int, bytes]
 ) -> None:

@@ -133,6 +133,10 @@ def run_instruction(image: Image, instruction: Instruction, context: set[str]) -
         if os.geteuid() == 0:
             os.chown(home, uid, uid)
         image.env["HOME"] = str(home)  # Docker sets HOME from the USER's passwd entry
+    elif keyword == "RUN" and args.startswith("mkdir "):
+        # The outbox folder, handed to the service's user (only root can chown).
+        command = args if os.geteuid() == 0 else args.partition(" && chown ")[0]
+        subprocess.run(command, shell=True, check=True, timeout=60, **image.popen_options({}))
     elif keyword == "COPY":
         *sources, destination = args.split()
         for source in sources:

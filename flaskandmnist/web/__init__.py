@@ -16,7 +16,7 @@ from flaskandmnist import metrics
 from flaskandmnist.config import Settings
 from flaskandmnist.model import Classifier
 
-from . import api, compat, errors, health, pages, security
+from . import api, compat, errors, health, pages, security, uploads
 from .services import EXTENSION, Services
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     )
     # First, so that its timer starts before any other hook can refuse the request.
     metrics.init_app(app)
+    # Before the CSRF check, which reads every form field's name.
+    app.before_request(uploads.reject_unnamed_fields)
     csrf = CSRFProtect(app)
     # Programs (the JSON API and the seeds' clients) send no CSRF token; forms for people do.
     csrf.exempt(api.bp)

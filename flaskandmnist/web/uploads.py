@@ -7,7 +7,7 @@ import base64
 import binascii
 from typing import Any
 
-from flask import Request
+from flask import Request, request
 
 from flaskandmnist.recognition import Upload
 from flaskandmnist.storage import SOURCES
@@ -130,3 +130,10 @@ def form_data_uri(request: Request, field: str | None = None) -> Upload:
         wanted = f"a form field '{field}'" if field else "one form field"
         raise ApiError(400, "missing_image", f"Send the drawing as a data URI in {wanted}.")
     return Upload(decode_image_text(value, field or "form field"), "", "canvas")
+
+
+def reject_unnamed_fields() -> None:
+    """Refuses a form whose fields have no name (a malformed multipart part, e.g. one named
+    ``"\\"``, which werkzeug reads as None and flask-wtf's CSRF check crashes on)."""
+    if None in request.form or None in request.files:
+        raise ApiError(400, "malformed_form", "Every form field must have a name.")

@@ -168,7 +168,7 @@ def run_wrk(url: str, lua: Path, body: Path, requests: int, concurrency: int) ->
     return WrkResult.parse("".join(output))
 
 
-# --- processes: CPU time and memory from /proc -------------------------------------------
+# --- processes: CPU time and memory from /proc ----------------------------------------------------
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -206,7 +206,7 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
-# --- the servers ----------------------------------------------------------------------------
+# --- the servers ----------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -290,7 +290,7 @@ def request_body(kind: str, index: int) -> bytes:
     return buffer.getvalue()
 
 
-# --- the benchmark ----------------------------------------------------------------------------
+# --- the benchmark --------------------------------------------------------------------------------
 
 
 def service_metrics(base_url: str) -> dict[str, float]:

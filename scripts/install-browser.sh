@@ -7,19 +7,5 @@ set -euo pipefail
 if [[ -x /usr/bin/chromium && -d /usr/share/fonts/opentype/inter ]]; then
     exit 0
 fi
-if [[ "$(id -u)" -eq 0 ]]; then
-    as_root=()
-elif command -v sudo >/dev/null; then
-    as_root=(sudo)
-else
-    echo "install-browser.sh: Chromium is missing and neither root nor sudo is available;" \
-        "install the Debian package 'chromium'" >&2
-    exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-# The package index may be empty on a fresh machine; update only when apt cannot see it.
-if ! apt-cache show chromium >/dev/null 2>&1; then
-    "${as_root[@]}" apt-get update -qq
-fi
-"${as_root[@]}" apt-get install -y -qq --no-install-recommends chromium fonts-inter >/dev/null
+"$(dirname "$0")/apt-install.sh" chromium fonts-inter
 /usr/bin/chromium --version

@@ -67,12 +67,6 @@ def _created(prediction: Prediction) -> Response:
     return response
 
 
-def _found(prediction_id: uuid.UUID) -> Prediction:
-    if (prediction := services().store.get(prediction_id)) is None:
-        raise ApiError(404, "not_found", f"No prediction has the id {prediction_id}.")
-    return prediction
-
-
 @bp.post("/predictions")
 def create_prediction() -> Response:
     (upload,) = uploads_from(request, batch=False)
@@ -96,9 +90,10 @@ def create_predictions() -> tuple[Response, int]:
         else:
             results.append({"index": index, "status": 201, "prediction": prediction_json(result)})
     statuses = {r["status"] for r in results}
-    status = 201 if statuses == {201} else 207 if 201 in statuses else 422
-    if len(statuses) == 1 and status == 422:
-        status = statuses.pop()
+    if 201 in statuses:
+        status = 201 if len(statuses) == 1 else 207
+    else:
+        status = statuses.pop() if len(statuses) == 1 else 422
     stored = sum(r["status"] == 201 for r in results)
     return jsonify(results=results, stored=stored, refused=len(results) - stored), status
 
@@ -117,20 +112,20 @@ def list_predictions() -> Response:
 
 @bp.get("/predictions/<uuid:prediction_id>")
 def get_prediction(prediction_id: uuid.UUID) -> Response:
-    return jsonify(prediction_json(_found(prediction_id)))
+    return jsonify(prediction_json(services().prediction(prediction_id)))
 
 
 @bp.get("/predictions/<uuid:prediction_id>/image")
 def prediction_image(prediction_id: uuid.UUID) -> Response:
     """The original bytes as uploaded, with the type sniffed from them."""
-    prediction = _found(prediction_id)
+    prediction = services().prediction(prediction_id)
     return Response(prediction.image, content_type=prediction.content_type)
 
 
 @bp.get("/predictions/<uuid:prediction_id>/input.png")
 def prediction_input(prediction_id: uuid.UUID) -> Response:
     """The 28x28 image the model saw."""
-    return Response(_found(prediction_id).model_input_png, content_type="image/png")
+    return Response(services().prediction(prediction_id).model_input_png, content_type="image/png")
 
 
 @bp.post("/predictions/<uuid:prediction_id>/correction")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
-from flaskandmnist.storage import DIGITS, Prediction
+from flaskandmnist.storage import DIGITS
 
 from .errors import ApiError
 from .params import listing_query
@@ -107,17 +107,11 @@ def history() -> str:
     )
 
 
-def _stored(prediction_id: uuid.UUID) -> Prediction:
-    if (found := services().store.get(prediction_id)) is None:
-        raise ApiError(404, "not_found", f"No prediction has the id {prediction_id}.")
-    return found
-
-
 @bp.get("/predictions/<uuid:prediction_id>")
 def prediction(prediction_id: uuid.UUID) -> str:
     return render_template(
         "prediction.html",
-        prediction=_stored(prediction_id),
+        prediction=services().prediction(prediction_id),
         correction=services().store.correction(prediction_id),
         just_made=False,
     )

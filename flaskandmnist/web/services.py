@@ -6,6 +6,7 @@ settings); the app only says which settings.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ from flaskandmnist.config import Settings
 from flaskandmnist.model import IMAGE_SHAPE, Classifier
 from flaskandmnist.recognition import Recognizer
 from flaskandmnist.recorder import Recorder
-from flaskandmnist.storage import PredictionStore, get_store
+from flaskandmnist.storage import Prediction, PredictionStore, UnknownPrediction, get_store
 
 EXTENSION = "flaskandmnist"
 
@@ -38,6 +39,12 @@ class Services:
     def store(self) -> PredictionStore:
         """This process's store, connected on first use (raises StorageError if it cannot)."""
         return get_store(self.settings.cassandra)
+
+    def prediction(self, prediction_id: uuid.UUID) -> Prediction:
+        """The stored prediction with this id; UnknownPrediction (answered 404) if none."""
+        if (found := self.store.get(prediction_id)) is None:
+            raise UnknownPrediction(f"No prediction has the id {prediction_id}.")
+        return found
 
 
 def services() -> Services:

@@ -78,6 +78,9 @@ _THIN, _THIN_TARGET = 0.075, 0.13
 # Stroke width is adjusted at about this resolution (longest side), a few times the output's.
 _STROKE_SIDE = 80
 
+# Every MNIST digit's brightest pixel is 254 or 255 of 255.
+_FULL_INK = 254 / 255
+
 _BOMB_LOCK = threading.Lock()
 
 #: A smooth surface over the image, given coordinates u (columns) and v (rows) in [0, 1].
@@ -185,6 +188,13 @@ def to_mnist_image(image: Image.Image) -> np.ndarray:
     """A decoded image (first frame, upright; no size limits apply) -> (28, 28) float32 in
     [0, 1], ink 1, as MNIST."""
     signal, transparent = _signal(image)
+    if not transparent:
+        # MNIST's own digits, and clients that prepare theirs the same way, are used as sent
+        # (dark on light: inverted): the pipeline would only re-render them, and it takes
+        # most of a request's CPU time.
+        for digit in (signal, 1.0 - signal):
+            if _in_mnist_format(digit):
+                return digit
     # On a transparent background the signal is the paint, and the background 0; any other
     # background is estimated.
     return _digit(_normalise(signal, 0.0 if transparent else _background(signal)))
@@ -227,6 +237,20 @@ def _signal(image: Image.Image) -> tuple[np.ndarray, bool]:
     # Opaque background with transparent patches: show those patches as background.
     paper = np.median(_border(luminance)[border_alpha >= 0.5])
     return alpha * luminance + (1.0 - alpha) * paper, False
+
+
+def _in_mnist_format(signal: np.ndarray) -> bool:
+    """Whether a signal already is a digit as MNIST has them: 28x28, a full-strength light
+    digit on black (the outer ring of pixels black), longest side 20 px, centre of mass
+    within half a pixel of the centre. Of MNIST's 70,000 digits, 98.7 % are."""
+    if signal.shape != (MNIST_SIDE, MNIST_SIDE) or _border(signal).any():
+        return False
+    if signal.max() < _FULL_INK:
+        return False
+    rows, cols = np.flatnonzero(signal.any(axis=1)), np.flatnonzero(signal.any(axis=0))
+    if max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 != DIGIT_SIDE:
+        return False
+    return bool(np.all(np.abs(np.array(ndi.center_of_mass(signal)) - MNIST_CENTRE) <= 0.5))
 
 
 def _digit(ink: np.ndarray) -> np.ndarray:

@@ -170,6 +170,23 @@ def test_images_of_any_allowed_size_are_stored_exactly(
 
 
 @pytest.mark.cassandra
+@pytest.mark.parametrize("size", [100, 3 * 1024, 4 * 1024, 5 * 1024, 64 * 1024])
+def test_writes_of_any_image_size_stay_within_cassandras_batch_limits(
+    store: PredictionStore, caplog: pytest.LogCaptureFixture, size: int
+) -> None:
+    """Small predictions go to Cassandra as one batch, large ones not: either way Cassandra
+    neither refuses nor warns about a batch (its warnings reach the driver's log)."""
+    caplog.set_level(logging.WARNING, logger="cassandra")
+    prediction = make_prediction(image=os.urandom(size))
+    store.save(prediction)
+    loaded = store.get(prediction.id)
+    assert loaded is not None
+    assert loaded.image == prediction.image
+    assert [s.id for s in store.latest(1)] == [prediction.id]
+    assert [r.getMessage() for r in caplog.records if "warning" in r.getMessage().lower()] == []
+
+
+@pytest.mark.cassandra
 @pytest.mark.parametrize(
     "filename",
     [

@@ -404,7 +404,7 @@ def print_tables(runs: list[Run]) -> None:
             f" | {shares + ' %':<15} {run.busy * 100:>3.0f}% {run.load:>5.2f}"
         )
         if run.queued:
-            print(f"{'':<11} {run.queued} predictions went to the outbox (write deadline missed)")
+            print(f"{'':<11} {run.queued} predictions went through the outbox")
 
 
 def main() -> int:
@@ -430,6 +430,11 @@ def main() -> int:
         "folder",
     )
     parser.add_argument("--cassandra-heap", default="1g")
+    parser.add_argument(
+        "--write-behind",
+        action="store_true",
+        help="OUTBOX_WRITE_BEHIND=1: answer once queued, store in Cassandra right after",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: run benchmarks/install-wrk.sh")
@@ -457,12 +462,14 @@ def main() -> int:
         }
         env |= {"WEB_WORKERS": str(args.workers)} if args.workers else {}
         env |= {"WEB_THREADS": str(args.threads)} if args.threads else {}
+        env |= {"OUTBOX_WRITE_BEHIND": "1"} if args.write_behind else {}
         subprocess.run([sys.executable, "csd.py"], check=True, cwd=REPO_ROOT, env=env)
         with gunicorn(env, work / "gunicorn.log") as master:
             bench = Bench(f"http://127.0.0.1:{env['PORT']}", files, master, cassandra)
             print(
                 f"\ngunicorn: {len(bench.workers)} workers, WEB_THREADS="
-                f"{env.get('WEB_THREADS', '')} (empty: the default); body: {args.image} PNG of"
+                f"{env.get('WEB_THREADS', '')} (empty: the default); write-behind "
+                f"{'on' if args.write_behind else 'off'}; body: {args.image} PNG of"
                 f" {len(body)} bytes; {os.cpu_count()} cores; keyspace {keyspace}",
                 flush=True,
             )

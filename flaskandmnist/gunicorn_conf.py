@@ -52,7 +52,13 @@ raw_env = [] if _web.secret_key else [f"SECRET_KEY={secrets.token_urlsafe(32)}"]
 
 
 def worker_exit(server: Arbiter, worker: Worker) -> None:
-    """Closes the worker's Cassandra session (runs in the worker) so it ends cleanly."""
+    """Runs in the worker as it stops: replays what its outbox holds while Cassandra takes
+    it (a graceful stop leaves nothing queued), then closes the Cassandra session."""
+    # The app's services (flaskandmnist.web.services.EXTENSION, not imported here: that
+    # would load TensorFlow and prometheus_client into the master before it forks).
+    services = getattr(worker.wsgi, "extensions", {}).get("flaskandmnist")
+    if services is not None:
+        services.recorder.close()
     close_store()
 
 

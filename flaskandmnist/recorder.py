@@ -2,11 +2,14 @@
 
 :meth:`Recorder.record_many` stores predictions in Cassandra within the write deadline, or
 else appends them to the durable outbox (:mod:`flaskandmnist.outbox`) and returns all the
-same: the prediction is answered either way. A background thread per process (the drainer)
-connects to Cassandra, adopts the outbox files of dead processes and replays the queued
-records oldest first; a record leaves the outbox only after Cassandra stored it. Replays
-write the same rows under the same id, so a record replayed twice (e.g. the process died
-between the write and the delete) is still stored once.
+same: the prediction is answered either way. With write-behind (``OUTBOX_WRITE_BEHIND``)
+it appends every prediction to the outbox and returns at once. A background thread per
+process (the drainer) connects to Cassandra, adopts the outbox files of dead processes and
+replays the queued records oldest first; a record leaves the outbox only after Cassandra
+stored it. Replays write the same rows under the same id, so a record replayed twice (e.g.
+the process died between the write and the delete) is still stored once. On close, the
+drainer first replays what it can: a stopped server leaves nothing queued while Cassandra
+is up.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ REPLAY_CHUNK = 64
 IDLE_S = 5.0
 #: Retry delays while Cassandra is down: doubling from the first to the last.
 BACKOFF_S = (0.25, 5.0)
+#: Seconds a closing recorder keeps replaying before it leaves the rest queued.
+CLOSE_DRAIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Recorder:
     def __init__(self, settings: Settings) -> None:
         self._cassandra = settings.cassandra
         self._deadline_s = settings.outbox.write_deadline_ms / 1000
+        self._write_behind = settings.outbox.write_behind
         self._outbox = (
             Outbox(settings.outbox.directory, settings.cassandra.keyspace)
             if settings.outbox.enabled
@@ -83,7 +89,7 @@ class Recorder:
             return
         if self._outbox is None:
             self._write(get_store(self._cassandra), predictions, "request", self._deadline_s)
-        elif not self._stored_now(self._outbox, predictions):
+        elif self._write_behind or not self._stored_now(self._outbox, predictions):
             self._queue(self._outbox, predictions)
         metrics.count_predictions(predictions)
 
@@ -176,6 +182,18 @@ class Recorder:
             elif not replayed:
                 self._wake.wait(IDLE_S)
                 self._wake.clear()
+        if not delay:
+            self._replay_before_close(outbox)
+
+    def _replay_before_close(self, outbox: Outbox) -> None:
+        """Replays what is queued while Cassandra takes it, for up to CLOSE_DRAIN_S."""
+        deadline = time.monotonic() + CLOSE_DRAIN_S
+        try:
+            store = get_store(self._cassandra)
+            while time.monotonic() < deadline and self._replay_oldest(outbox, store):
+                pass
+        except StorageError:
+            pass  # logged by the storage module; the records wait for the next process
 
     def _replay_oldest(self, outbox: Outbox, store: PredictionStore) -> int:
         """Replays the oldest queued records; returns how many (0: none waited)."""

@@ -17,7 +17,7 @@ import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -36,6 +36,7 @@ from docker.utils.build import exclude_paths
 from gunicorn.config import Config
 
 from flaskandmnist.config import ConfigError, Settings, WebSettings
+from flaskandmnist.web.services import EXTENSION
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 #: What gunicorn runs in the image, and scripts/serve.sh too.
@@ -499,15 +500,22 @@ def test_bad_settings_stop_the_server_before_any_worker(load_conf: LoadConf) -> 
         load_conf(WEB_WORKERS="0")
 
 
-def test_worker_exit_closes_the_workers_cassandra_session(
+def test_worker_exit_closes_the_recorder_then_the_cassandra_session(
     load_conf: LoadConf, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The recorder replays its queue through the session, so it closes first
+    (tests/test_outbox.py runs the real thing under gunicorn)."""
     module = load_conf()
-    closed: list[bool] = []
-    monkeypatch.setattr(module, "close_store", lambda: closed.append(True))
+    closed: list[str] = []
+    monkeypatch.setattr(module, "close_store", lambda: closed.append("store"))
+    recorder = SimpleNamespace(close=lambda: closed.append("recorder"))
+    app = SimpleNamespace(extensions={EXTENSION: SimpleNamespace(recorder=recorder)})
     hook = as_gunicorn_config(module).worker_exit
-    hook(None, None)
-    assert closed == [True]
+    hook(None, SimpleNamespace(wsgi=app))
+    assert closed == ["recorder", "store"]
+    closed.clear()
+    hook(None, SimpleNamespace(wsgi=None))  # the app failed to load: only the session
+    assert closed == ["store"]
 
 
 # --- scripts/serve.sh -------------------------------------------------------------------

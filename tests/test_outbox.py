@@ -3,11 +3,14 @@ are replayed into the real Cassandra exactly once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,10 +18,11 @@ from pathlib import Path
 import pytest
 from cassandra.cluster import Session
 from cassandra_server import CassandraServer
+from live_server import gunicorn
 from prometheus_client import REGISTRY
 from sample_predictions import make_prediction
 
-from flaskandmnist.config import CassandraSettings, OutboxSettings, Settings
+from flaskandmnist.config import CassandraSettings, ConfigError, OutboxSettings, Settings
 from flaskandmnist.outbox import Outbox, OutboxError
 from flaskandmnist.recorder import Health, Recorder
 from flaskandmnist.storage import Prediction, StorageError, get_store
@@ -280,6 +284,84 @@ def test_a_write_that_misses_the_deadline_is_queued_and_still_stored_once(
         assert get_store(ks_settings).get(slow.id) == slow
     finally:
         recorder.close()
+
+
+@pytest.mark.cassandra
+def test_write_behind_answers_from_the_outbox_and_stores_every_prediction_once(
+    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+) -> None:
+    queued_before = REGISTRY.get_sample_value("flaskandmnist_outbox_queued_total") or 0
+    recorder = Recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
+    try:
+        made = [predictions(1, digit=i % 10)[0] for i in range(40)]
+        for i in range(0, 40, 4):
+            recorder.record_many(made[i : i + 4])
+        # Every prediction went through the outbox, none waited for Cassandra...
+        assert REGISTRY.get_sample_value("flaskandmnist_outbox_queued_total") == (
+            queued_before + 40
+        )
+        # ... and the drainer stored each of them once, then emptied the queue.
+        wait_for(lambda: recorder.health().outbox_depth == 0)
+        for table in ("predictions", "predictions_by_day", "predictions_by_digit"):
+            ids = stored_ids(cql_session, ks_settings.keyspace, table, made)
+            assert ids == sorted(p.id for p in made), table
+        assert get_store(ks_settings).get(made[-1].id) == made[-1]
+    finally:
+        recorder.close()
+
+
+@pytest.mark.cassandra
+def test_closing_replays_what_is_queued_while_cassandra_takes_it(
+    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+) -> None:
+    made = predictions(300)
+    recorder = Recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
+    recorder.record_many(made)
+    recorder.close()  # at once: far from all are replayed yet
+    assert files(tmp_path) == []
+    assert stored_ids(cql_session, ks_settings.keyspace, "predictions", made) == sorted(
+        p.id for p in made
+    )
+
+
+@pytest.mark.cassandra
+@pytest.mark.slow
+def test_a_gracefully_stopped_server_leaves_nothing_queued(
+    cassandra: CassandraServer,
+    ks_settings: CassandraSettings,
+    tmp_path: Path,
+    cql_session: Session,
+    digit_pngs: dict[int, bytes],
+) -> None:
+    """gunicorn's worker_exit closes each worker's recorder: queued records are replayed and
+    the queue files deleted, not left for the next start."""
+    outbox = tmp_path / "outbox"
+    env = {
+        **cassandra.environ(),
+        "CASSANDRA_KEYSPACE": ks_settings.keyspace,
+        "OUTBOX_DIR": str(outbox),
+        "OUTBOX_WRITE_BEHIND": "1",
+        "RATE_LIMIT": "off",
+    }
+    ids = []
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as url:
+        for png in [*digit_pngs.values()] * 2:
+            request = urllib.request.Request(
+                f"{url}/api/v1/predictions", data=png, headers={"Content-Type": "image/png"}
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 201
+                ids.append(uuid.UUID(json.load(response)["id"]))
+    assert list(outbox.glob("*.sqlite")) == []
+    rows = cql_session.execute(f"SELECT id FROM {ks_settings.keyspace}.predictions")
+    assert sorted(row.id for row in rows if row.id in set(ids)) == sorted(ids)
+
+
+def test_write_behind_needs_the_outbox() -> None:
+    assert OutboxSettings.from_env({"OUTBOX_WRITE_BEHIND": "1"}).write_behind
+    assert not OutboxSettings.from_env({}).write_behind
+    with pytest.raises(ConfigError, match="OUTBOX_ENABLED"):
+        OutboxSettings.from_env({"OUTBOX_WRITE_BEHIND": "1", "OUTBOX_ENABLED": "0"})
 
 
 def test_without_outbox_a_failed_write_is_an_error(tmp_path: Path) -> None:

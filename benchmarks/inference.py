@@ -67,8 +67,8 @@ def main() -> None:
     settings = Settings.from_env()
     started = time.perf_counter()
     classifier = Classifier.load(settings.model_path)
-    classifier.predict_one(np.zeros((28, 28), np.float32))  # trace the graph once
-    print(f"model {classifier.version}: loaded and traced in {time.perf_counter() - started:.2f} s")
+    classifier.predict_one(np.zeros((28, 28), np.float32))  # allocate and pack once
+    print(f"model {classifier.version}: ready in {time.perf_counter() - started:.2f} s")
     data = load_mnist(settings.mnist_dir)
     images = to_float(data.test_images)
     n = len(images)

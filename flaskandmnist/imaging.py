@@ -188,10 +188,10 @@ def to_mnist_image(image: Image.Image) -> np.ndarray:
     """A decoded image (first frame, upright; no size limits apply) -> (28, 28) float32 in
     [0, 1], ink 1, as MNIST."""
     signal, transparent = _signal(image)
-    if not transparent:
+    if not transparent and signal.shape == (MNIST_SIDE, MNIST_SIDE):
         # MNIST's own digits, and clients that prepare theirs the same way, are used as sent
         # (dark on light: inverted): the pipeline would only re-render them, and it takes
-        # most of a request's CPU time.
+        # most of a request's CPU time. (Other sizes skip this: no inverted copy of a photo.)
         for digit in (signal, 1.0 - signal):
             if _in_mnist_format(digit):
                 return digit
@@ -240,12 +240,10 @@ def _signal(image: Image.Image) -> tuple[np.ndarray, bool]:
 
 
 def _in_mnist_format(signal: np.ndarray) -> bool:
-    """Whether a signal already is a digit as MNIST has them: 28x28, a full-strength light
+    """Whether a 28x28 signal already is a digit as MNIST has them: a full-strength light
     digit on black (the outer ring of pixels black), longest side 20 px, centre of mass
     within half a pixel of the centre. Of MNIST's 70,000 digits, 98.7 % are."""
-    if signal.shape != (MNIST_SIDE, MNIST_SIDE) or _border(signal).any():
-        return False
-    if signal.max() < _FULL_INK:
+    if _border(signal).any() or signal.max() < _FULL_INK:
         return False
     rows, cols = np.flatnonzero(signal.any(axis=1)), np.flatnonzero(signal.any(axis=0))
     if max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 != DIGIT_SIDE:

@@ -30,7 +30,8 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, classifier: Classifier) -> Services:
-        # The first call traces the model's graph (a quarter of a second); not on a request.
+        # The first call allocates the interpreter's tensors and packs the weights (several
+        # milliseconds): at start-up, not on a request.
         classifier.predict(np.zeros((1, *IMAGE_SHAPE), np.float32))
         recorder = Recorder(settings)
         return cls(settings, classifier, Recognizer(classifier, settings, recorder), recorder)

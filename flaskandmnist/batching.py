@@ -1,8 +1,9 @@
 """Micro-batching: concurrent calls of a batch function, answered by one call of it.
 
-gunicorn's threads each classify one image per request. One model call on a batch costs
-little more than on one image (README: "Benchmarks"), so :class:`MicroBatcher` lets the
-calls of all threads of a process that arrive while the model runs wait, and runs them
+gunicorn's threads each handle one request, but some work costs little more for many items
+than for one: a model call on a batch of images (README: "Benchmarks"), and a Cassandra
+write of several predictions (README: "Load benchmark"). :class:`MicroBatcher` lets the
+calls of all threads of a process that arrive while the function runs wait, and runs them
 together as the next batch. It never waits for a batch to fill: a lone caller runs the
 function at once, in its own thread.
 
@@ -17,24 +18,26 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import numpy as np
 
+#: A batch of items: images stacked on an array's first axis, or a list of records.
+B = TypeVar("B", bound=Sized)
 T = TypeVar("T")
 
-#: Most images per call of the function (a caller's images are never split).
+#: Most items per call of the function (a caller's items are never split).
 MAX_BATCH = 64
 
 
 @dataclass
-class _Call(Generic[T]):
-    images: np.ndarray
+class _Call(Generic[B, T]):
+    items: B
     #: Set once the call is answered, or once its caller is to run ``batch``.
     wake: threading.Event = field(default_factory=threading.Event)
-    batch: list[_Call[T]] | None = None
+    batch: list[_Call[B, T]] | None = None
     result: Sequence[T] = ()
     error: BaseException | None = None
 
@@ -44,28 +47,44 @@ class _Call(Generic[T]):
         return self.result
 
 
-class MicroBatcher(Generic[T]):
-    """``batcher(images)`` returns ``function(images)``, computed together with the
-    images of other threads calling at the same time.
+def joined(parts: list[list[T]]) -> list[T]:
+    """The ``join`` of batches that are lists."""
+    return [item for part in parts for item in part]
 
-    ``function`` maps images stacked on the first axis to one result per image, in order
-    (e.g. :meth:`Classifier.predict <flaskandmnist.model.Classifier.predict>`).
+
+class MicroBatcher(Generic[B, T]):
+    """``batcher(items)`` returns ``function(items)``, computed together with the items of
+    other threads calling at the same time.
+
+    ``function`` maps a batch to one result per item, in order (e.g. :meth:`Classifier.predict
+    <flaskandmnist.model.Classifier.predict>` on images stacked on the first axis); ``join``
+    makes one batch of several (default: ``np.concatenate``, for arrays). When a batch of
+    several calls fails, ``retry_alone`` runs each call on its own, so that only the callers
+    whose items fail get the error (one bad image); without it, every caller of the batch
+    gets the error (Cassandra down: a retry per caller would only multiply the wait).
     """
 
     def __init__(
-        self, function: Callable[[np.ndarray], Sequence[T]], max_batch: int = MAX_BATCH
+        self,
+        function: Callable[[B], Sequence[T]],
+        *,
+        join: Callable[[list[B]], B] = np.concatenate,
+        max_batch: int = MAX_BATCH,
+        retry_alone: bool = True,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self._function = function
+        self._join = join
         self._max_batch = max_batch
+        self._retry_alone = retry_alone
         self._lock = threading.Lock()
         self._running = False  # a batch is running: new calls wait for the next one
-        self._waiting: deque[_Call[T]] = deque()
+        self._waiting: deque[_Call[B, T]] = deque()
 
-    def __call__(self, images: np.ndarray) -> Sequence[T]:
-        """One result per image; raises what ``function`` raised on these images."""
-        call: _Call[T] = _Call(np.asarray(images))
+    def __call__(self, items: B) -> Sequence[T]:
+        """One result per item; raises what ``function`` raised on these items."""
+        call: _Call[B, T] = _Call(items)
         with self._lock:
             lead = not self._running
             if lead:
@@ -77,46 +96,45 @@ class MicroBatcher(Generic[T]):
             if call.batch is None:
                 return call.outcome()  # answered in another caller's batch
         try:
-            _run(self._function, call.batch or [call])
+            self._run(call.batch or [call])
         finally:
             self._hand_over()
         return call.outcome()
 
     def _hand_over(self) -> None:
-        """Gives the calls waiting (up to max_batch images) to the first of their callers
+        """Gives the calls waiting (up to max_batch items) to the first of their callers
         to run, or marks the batcher idle."""
         with self._lock:
             if not self._waiting:
                 self._running = False
                 return
             first = self._waiting.popleft()
-            batch, size = [first], len(first.images)
-            while self._waiting and size + len(self._waiting[0].images) <= self._max_batch:
+            batch, size = [first], len(first.items)
+            while self._waiting and size + len(self._waiting[0].items) <= self._max_batch:
                 call = self._waiting.popleft()
                 batch.append(call)
-                size += len(call.images)
+                size += len(call.items)
         batch[0].batch = batch
         batch[0].wake.set()
 
-
-def _run(function: Callable[[np.ndarray], Sequence[T]], batch: list[_Call[T]]) -> None:
-    """Answers every call of the batch, with its results or with the error."""
-    try:
-        images = batch[0].images if len(batch) == 1 else np.concatenate([c.images for c in batch])
-        results = function(images)
-        if len(results) != len(images):
-            raise ValueError(f"{len(images)} images gave {len(results)} results")
-    except BaseException as error:
-        if len(batch) > 1:
-            # Each call on its own, so that only the callers whose images fail get the error.
+    def _run(self, batch: list[_Call[B, T]]) -> None:
+        """Answers every call of the batch, with its results or with the error."""
+        try:
+            items = batch[0].items if len(batch) == 1 else self._join([c.items for c in batch])
+            results = self._function(items)
+            if len(results) != len(items):
+                raise ValueError(f"{len(items)} items gave {len(results)} results")
+        except BaseException as error:
+            if len(batch) > 1 and self._retry_alone:
+                for call in batch:
+                    self._run([call])
+                return
             for call in batch:
-                _run(function, [call])
-            return
-        batch[0].error = error
-    else:
-        start = 0
+                call.error = error
+        else:
+            start = 0
+            for call in batch:
+                call.result = results[start : start + len(call.items)]
+                start += len(call.items)
         for call in batch:
-            call.result = results[start : start + len(call.images)]
-            start += len(call.images)
-    for call in batch:
-        call.wake.set()
+            call.wake.set()

@@ -2,7 +2,9 @@
 
 :meth:`Recorder.record_many` stores predictions in Cassandra within the write deadline, or
 else appends them to the durable outbox (:mod:`flaskandmnist.outbox`) and returns all the
-same: the prediction is answered either way. With write-behind (``OUTBOX_WRITE_BEHIND``)
+same: the prediction is answered either way. Concurrent requests of a process share their
+writes (group commit): a request may first wait for the write under way, then its
+predictions go with those of the requests that waited beside it. With write-behind (``OUTBOX_WRITE_BEHIND``)
 it appends every prediction to the outbox and returns at once. A background thread per
 process (the drainer) connects to Cassandra, adopts the outbox files of dead processes and
 replays the queued records oldest first; a record leaves the outbox only after Cassandra
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flaskandmnist import metrics
+from flaskandmnist.batching import MicroBatcher, joined
 from flaskandmnist.config import Settings
 from flaskandmnist.outbox import Outbox, OutboxError
 from flaskandmnist.storage import (
@@ -68,6 +71,10 @@ class Recorder:
             if settings.outbox.enabled
             else None
         )
+        # Group commit: the predictions of requests that arrive while a write is under way
+        # are written together next, in shared requests (PredictionStore.save_many); when
+        # that write fails, each of those requests queues its own.
+        self._store_now = MicroBatcher(self._write_group, join=joined, retry_alone=False)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._drainer: threading.Thread | None = None
@@ -88,23 +95,32 @@ class Recorder:
         if not predictions:
             return
         if self._outbox is None:
-            self._write(get_store(self._cassandra), predictions, "request", self._deadline_s)
+            self._store_now(list(predictions))
         elif self._write_behind or not self._stored_now(self._outbox, predictions):
             self._queue(self._outbox, predictions)
         metrics.count_predictions(predictions)
 
     def _stored_now(self, outbox: Outbox, predictions: Sequence[Prediction]) -> bool:
         # While records wait, Cassandra is most likely down: new ones queue behind them at
-        # once instead of each request waiting out the deadline. Without a connection (the
-        # one at start failed) there is no store until the drainer makes one: connecting
-        # can take the connect timeout, far longer than a request should wait.
-        if outbox.depth() or (store := current_store(self._cassandra)) is None:
+        # once instead of each request waiting out the deadline.
+        if outbox.depth():
             return False
         try:
-            self._write(store, predictions, "request", self._deadline_s)
+            self._store_now(list(predictions))
         except StorageError:
             return False
         return True
+
+    def _write_group(self, predictions: list[Prediction]) -> list[Prediction]:
+        """Stores the predictions of concurrent requests (``self._store_now``) at once."""
+        if self._outbox is None:
+            store = get_store(self._cassandra)
+        elif (store := current_store(self._cassandra)) is None:
+            # The connection at start failed, and connecting can take the connect timeout,
+            # far longer than a request should wait: the drainer connects instead.
+            raise StorageError("not connected to Cassandra yet")
+        self._write(store, predictions, "request", self._deadline_s)
+        return predictions
 
     def _write(
         self,

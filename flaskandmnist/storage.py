@@ -229,9 +229,21 @@ _PREDICTION_COLUMNS = (*(f.name for f in fields(Prediction)), "image_size")
 _SUMMARY_COLUMNS = tuple(f.name for f in fields(PredictionSummary))
 
 
-#: Most image bytes a prediction's batch may hold: clear of Cassandra's default
-#: batch_size_warn_threshold (5 KiB), with room for the other columns.
-_BATCH_IMAGE_BYTES = 4 * 1024
+#: Cassandra's defaults: it warns about a batch of more than 5 KiB of data
+#: (batch_size_warn_threshold; it refuses those over 50 KiB) and about an unlogged batch
+#: over more than 10 partitions (unlogged_batch_across_partitions_warn_threshold).
+_BATCH_BYTES = 5 * 1024
+_BATCH_PARTITIONS = 10
+#: What a prediction's rows hold besides images and text, as Cassandra sizes a batch (cell
+#: timestamps, numbers, keys): measured about 950 bytes per prediction, rounded up.
+_ROW_BYTES = 1000
+
+
+def _batch_bytes(p: Prediction) -> int:
+    """About how much of a batch a prediction's rows fill: the full row holds the image and
+    the 28x28 PNG, each of the two listing rows the PNG; all three hold the text."""
+    text = sum(len(t.encode()) for t in (p.source, p.filename, p.content_type, p.model_version))
+    return p.image_size + 3 * (len(p.model_input_png) + text) + _ROW_BYTES
 
 
 def _insert(table: str, columns: tuple[str, ...]) -> str:
@@ -396,22 +408,13 @@ class PredictionStore:
         """Stores the predictions in every table, all writes at once; raises StorageError if
         any fails or they have not all finished within ``timeout_s`` (default: the request
         timeout). What landed stays: saving the same predictions again rewrites the same rows.
-
-        A prediction's rows go to Cassandra as one unlogged batch: one request instead of four,
-        which halves the CPU time both the driver and Cassandra spend per prediction (README:
-        "Load benchmark"). Unlogged, because a logged batch costs Cassandra a batchlog write
-        and delete, and atomicity is not needed: a failed save is retried whole (the outbox
-        replays it) and rewrites the same rows. A full row with a large image (up to
-        MAX_IMAGE_BYTES) is written on its own instead: Cassandra warns about batches over
-        5 KiB and refuses those over 50 KiB (batch_size_warn/fail_threshold).
         """
         try:
             # Every write is sent before any answer is awaited, and each carries the same
             # timeout, so the wait below ends within about timeout_s of the first send.
             futures = [
                 self._session.execute_async(statement, values, **_timeout(timeout_s))
-                for p in predictions
-                for statement, values in self._writes(p)
+                for statement, values in self._requests(predictions)
             ]
             for future in futures:
                 future.result()
@@ -419,19 +422,50 @@ class PredictionStore:
             ids = ", ".join(str(p.id) for p in predictions)
             raise self._failed(f"saving predictions {ids}", error) from error
 
-    def _writes(self, p: Prediction) -> list[tuple[Statement, tuple[Any, ...] | None]]:
-        summary = (p.day, *_values(p, _SUMMARY_COLUMNS))
-        full_row = (self._insert_prediction, _values(p, _PREDICTION_COLUMNS))
+    def _requests(
+        self, predictions: Sequence[Prediction]
+    ) -> list[tuple[Statement, tuple[Any, ...] | None]]:
+        """The predictions' rows in as few requests as Cassandra takes without a warning.
+
+        Cassandra spends most of a small write on the request, not the rows (README: "Load
+        benchmark"), so rows go as unlogged batches, each holding the rows of as many
+        predictions as stay within its size and partition limits. Unlogged, because a logged
+        batch costs Cassandra a batchlog write and delete, and atomicity is not needed: a
+        failed save is retried whole (the outbox replays it) and rewrites the same rows. A
+        full row too large for any batch (an image of more than about 4 KiB, up to
+        MAX_IMAGE_BYTES) is written on its own.
+        """
+        requests: list[tuple[Statement, tuple[Any, ...] | None]] = []
         batch = BatchStatement(BatchType.UNLOGGED)
-        batch.add(self._insert_by_day, summary)
-        batch.add(self._insert_by_digit, summary)
-        batch.add(self._insert_day, (p.day,))
-        # The images are nearly all of a prediction's bytes: the full row holds the image
-        # and the 28x28 PNG, each listing row the PNG.
-        if p.image_size + 3 * len(p.model_input_png) > _BATCH_IMAGE_BYTES:
-            return [full_row, (batch, None)]
-        batch.add(*full_row)
-        return [(batch, None)]
+        size, partitions, days = 0, set[tuple[Any, ...]](), set[date]()
+        for p in predictions:
+            full_row = (self._insert_prediction, _values(p, _PREDICTION_COLUMNS))
+            rows_size = _batch_bytes(p)
+            rows_partitions = {("day", p.day), ("digit", p.digit, p.day), ("days",), p.id}
+            if rows_size > _BATCH_BYTES:
+                requests.append(full_row)
+                rows_size -= p.image_size + len(p.model_input_png)
+                rows_partitions.remove(p.id)
+            if days and (
+                size + rows_size > _BATCH_BYTES
+                or len(partitions | rows_partitions) > _BATCH_PARTITIONS
+            ):
+                requests.append((batch, None))
+                batch = BatchStatement(BatchType.UNLOGGED)
+                size, partitions, days = 0, set(), set()
+            summary = (p.day, *_values(p, _SUMMARY_COLUMNS))
+            batch.add(self._insert_by_day, summary)
+            batch.add(self._insert_by_digit, summary)
+            if p.day not in days:
+                batch.add(self._insert_day, (p.day,))
+                days.add(p.day)
+            if p.id in rows_partitions:
+                batch.add(*full_row)
+            size += rows_size
+            partitions |= rows_partitions
+        if days:
+            requests.append((batch, None))
+        return requests
 
     def get(self, prediction_id: uuid.UUID) -> Prediction | None:
         """The prediction with this id, original image included; None if there is none."""

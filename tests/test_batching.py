@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from flaskandmnist.batching import MicroBatcher
+from flaskandmnist.batching import MicroBatcher, joined
 from flaskandmnist.mnist import Mnist
 from flaskandmnist.model import Classifier
 from flaskandmnist.training import to_float
@@ -46,7 +46,7 @@ class Gate:
         return self.function(images)
 
 
-def queue_behind_first(batcher: MicroBatcher[int], gate: Gate, calls: list[np.ndarray]) -> list:
+def queue_behind_first(batcher: MicroBatcher, gate: Gate, calls: list) -> list:
     """Runs ``calls`` from threads: the first alone, the others while it is held, so that
     they wait together; returns each call's result or exception."""
     pool = ThreadPoolExecutor(len(calls))
@@ -145,9 +145,40 @@ def test_an_error_reaches_only_the_callers_whose_images_fail() -> None:
     assert list(batcher(tagged(5, 1))) == [5000]  # not left busy by the error
 
 
+def test_without_retry_alone_every_caller_of_a_failed_batch_gets_its_error() -> None:
+    def refuses_tag_2(images: np.ndarray) -> list[int]:
+        if 2000 in tags(images):
+            raise ValueError("tag 2")
+        return tags(images)
+
+    gate = Gate(refuses_tag_2)
+    batcher = MicroBatcher(gate, retry_alone=False)
+    calls = [tagged(tag, 1) for tag in range(4)]
+    results = queue_behind_first(batcher, gate, calls)
+    assert results[0] == [0]
+    assert all(isinstance(r, ValueError) and str(r) == "tag 2" for r in results[1:])
+    assert gate.batches == [1, 3]  # the failed batch was not run again call by call
+    assert list(batcher(tagged(5, 1))) == [5000]
+
+
+def test_batches_of_lists_are_joined_into_one_list() -> None:
+    seen: list[list[str]] = []
+
+    def upper(words: list[str]) -> list[str]:
+        seen.append(words)
+        return [w.upper() for w in words]
+
+    gate = Gate(upper)
+    batcher = MicroBatcher(gate, join=joined)
+    calls = [["a"], ["b", "c"], ["d"]]
+    results = queue_behind_first(batcher, gate, calls)
+    assert results == [["A"], ["B", "C"], ["D"]]
+    assert seen == [["a"], ["b", "c", "d"]]
+
+
 def test_a_function_giving_the_wrong_number_of_results_is_an_error() -> None:
     batcher = MicroBatcher(lambda images: [0])
-    with pytest.raises(ValueError, match="2 images gave 1 results"):
+    with pytest.raises(ValueError, match="2 items gave 1 results"):
         batcher(tagged(0, 2))
 
 

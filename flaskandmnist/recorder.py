@@ -4,14 +4,15 @@
 else appends them to the durable outbox (:mod:`flaskandmnist.outbox`) and returns all the
 same: the prediction is answered either way. Concurrent requests of a process share their
 writes (group commit): a request may first wait for the write under way, then its
-predictions go with those of the requests that waited beside it. With write-behind (``OUTBOX_WRITE_BEHIND``)
-it appends every prediction to the outbox and returns at once. A background thread per
-process (the drainer) connects to Cassandra, adopts the outbox files of dead processes and
-replays the queued records oldest first; a record leaves the outbox only after Cassandra
-stored it. Replays write the same rows under the same id, so a record replayed twice (e.g.
-the process died between the write and the delete) is still stored once. On close, the
-drainer first replays what it can: a stopped server leaves nothing queued while Cassandra
-is up.
+predictions go with those of the requests that waited beside it. With write-behind
+(``OUTBOX_WRITE_BEHIND``) it appends every prediction to the outbox and returns at once.
+
+A background thread per process (the drainer) connects to Cassandra, adopts the outbox
+files of dead processes and replays the queued records oldest first; a record leaves the
+outbox only after Cassandra stored it. Replays write the same rows under the same id, so a
+record replayed twice (e.g. the process died between the write and the delete) is still
+stored once. On close, the drainer first replays what it can: a stopped server leaves
+nothing queued while Cassandra is up.
 """
 
 from __future__ import annotations

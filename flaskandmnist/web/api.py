@@ -27,11 +27,14 @@ def _iso(moment: datetime) -> str:
 
 
 def _links(prediction_id: uuid.UUID) -> dict[str, str]:
+    # The image routes below are the record's URL plus a suffix; url_for is a good part of
+    # a prediction's CPU time, so it runs once per blueprint.
+    url = url_for("api.get_prediction", prediction_id=prediction_id)
     return {
-        "url": url_for("api.get_prediction", prediction_id=prediction_id),
+        "url": url,
         "page_url": url_for("pages.prediction", prediction_id=prediction_id),
-        "image_url": url_for("api.prediction_image", prediction_id=prediction_id),
-        "input_url": url_for("api.prediction_input", prediction_id=prediction_id),
+        "image_url": f"{url}/image",
+        "input_url": f"{url}/input.png",
     }
 
 
@@ -61,9 +64,10 @@ def prediction_json(prediction: Prediction) -> dict[str, Any]:
 
 
 def _created(prediction: Prediction) -> Response:
-    response = jsonify(prediction_json(prediction))
+    body = prediction_json(prediction)
+    response = jsonify(body)
     response.status_code = 201
-    response.headers["Location"] = url_for("api.get_prediction", prediction_id=prediction.id)
+    response.headers["Location"] = body["url"]
     return response
 
 

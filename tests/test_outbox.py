@@ -8,10 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -264,6 +266,69 @@ def test_a_reachable_cassandra_stores_before_the_answer(
         assert files(tmp_path) == []
     finally:
         recorder.close()
+
+
+def record_concurrently(recorder: Recorder, calls: list[list[Prediction]]) -> None:
+    """Each call from its own thread, all at once."""
+    start = threading.Barrier(len(calls))
+
+    def call(made: list[Prediction]) -> None:
+        start.wait()
+        recorder.record_many(made)
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        for future in [pool.submit(call, made) for made in calls]:
+            future.result(60)
+
+
+def request_writes() -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "flaskandmnist_cassandra_write_duration_seconds_count", {"path": "request"}
+        )
+        or 0
+    )
+
+
+@pytest.mark.cassandra
+def test_concurrent_requests_share_writes_and_each_prediction_is_stored_once(
+    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+) -> None:
+    recorder = Recorder(recorder_settings(ks_settings, tmp_path))
+    calls = [[make_prediction(i % 10, seed=i)] for i in range(64)]
+    made = [p for call in calls for p in call]
+    writes_before = request_writes()
+    try:
+        record_concurrently(recorder, calls)
+        assert files(tmp_path) == []  # stored before the answers, none queued
+        # Calls that arrived while a write was under way were written together.
+        assert request_writes() - writes_before < len(calls)
+        for table in ("predictions", "predictions_by_day", "predictions_by_digit"):
+            ids = stored_ids(cql_session, ks_settings.keyspace, table, made)
+            assert ids == sorted(p.id for p in made), table
+    finally:
+        recorder.close()
+
+
+@pytest.mark.cassandra
+def test_when_a_shared_write_fails_every_request_in_it_queues_its_own(
+    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+) -> None:
+    calls = [predictions(3, digit=i) for i in range(10)]
+    down = Recorder(recorder_settings(unreachable(ks_settings), tmp_path))
+    try:
+        record_concurrently(down, calls)  # answered: none raises
+        assert down.health().outbox_depth == 30
+    finally:
+        down.close()
+    heir = Recorder(recorder_settings(ks_settings, tmp_path))
+    try:
+        wait_for(lambda: files(tmp_path) == [])
+        made = [p for call in calls for p in call]
+        ids = stored_ids(cql_session, ks_settings.keyspace, "predictions", made)
+        assert ids == sorted(p.id for p in made)
+    finally:
+        heir.close()
 
 
 @pytest.mark.cassandra

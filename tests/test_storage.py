@@ -187,6 +187,26 @@ def test_writes_of_any_image_size_stay_within_cassandras_batch_limits(
 
 
 @pytest.mark.cassandra
+def test_predictions_saved_together_share_requests_within_cassandras_batch_limits(
+    store: PredictionStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Small predictions saved at once go to Cassandra several to a request; whatever their
+    number, digits and sizes, no batch makes Cassandra warn, and every row lands."""
+    caplog.set_level(logging.WARNING, logger="cassandra")
+    small = [make_prediction(digit % 10, seed=digit) for digit in range(24)]
+    large = [make_prediction(d, image=os.urandom(size)) for d, size in ((1, 3500), (2, 64_000))]
+    assert len(store._requests(small)) < len(small)
+    together = [*small[:12], *large, *small[12:]]
+    store.save_many(together)
+    for prediction in together:
+        assert store.get(prediction.id) == prediction
+    for digit in range(10):
+        listed = {s.id for s in store.by_digit(digit)}
+        assert {p.id for p in together if p.digit == digit} <= listed
+    assert [r.getMessage() for r in caplog.records if "warning" in r.getMessage().lower()] == []
+
+
+@pytest.mark.cassandra
 @pytest.mark.parametrize(
     "filename",
     [

@@ -49,8 +49,10 @@ GUNICORN = (
     str(Path(sys.executable).with_name("gunicorn")),
     "--config",
     "python:flaskandmnist.gunicorn_conf",
-    "flaskandmnist.web:create_app()",
 )
+SERVICE = "flaskandmnist.web:create_app()"
+#: --without-persistence: the same service, storing nothing (benchmarks/ceiling.py).
+CEILING = "benchmarks.ceiling:create_app()"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 # wrk runs for a duration, but the rows in Cassandra can only be checked against the
@@ -234,10 +236,10 @@ def cassandra_node(data_dir: Path | None, heap: str) -> Iterator[tuple[int, int]
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], log: Path) -> Iterator[int]:
+def gunicorn(env: dict[str, str], log: Path, app: str = SERVICE) -> Iterator[int]:
     """The service as the Docker image runs it; yields the master's pid once it is ready."""
     with log.open("wb") as out:
-        server = subprocess.Popen(GUNICORN, cwd=REPO_ROOT, env=env, stdout=out, stderr=out)
+        server = subprocess.Popen([*GUNICORN, app], cwd=REPO_ROOT, env=env, stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 180
         while not _ready(f"http://127.0.0.1:{env['PORT']}/readyz"):
@@ -435,6 +437,12 @@ def main() -> int:
         action="store_true",
         help="OUTBOX_WRITE_BEHIND=1: answer once queued, store in Cassandra right after",
     )
+    parser.add_argument(
+        "--without-persistence",
+        action="store_true",
+        help="answer predictions without storing them (benchmarks/ceiling.py): the most the "
+        "web tier can do on this machine, for comparison; no rows are expected",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: run benchmarks/install-wrk.sh")
@@ -464,12 +472,15 @@ def main() -> int:
         env |= {"WEB_THREADS": str(args.threads)} if args.threads else {}
         env |= {"OUTBOX_WRITE_BEHIND": "1"} if args.write_behind else {}
         subprocess.run([sys.executable, "csd.py"], check=True, cwd=REPO_ROOT, env=env)
-        with gunicorn(env, work / "gunicorn.log") as master:
+        app = CEILING if args.without_persistence else SERVICE
+        with gunicorn(env, work / "gunicorn.log", app) as master:
             bench = Bench(f"http://127.0.0.1:{env['PORT']}", files, master, cassandra)
             print(
                 f"\ngunicorn: {len(bench.workers)} workers, WEB_THREADS="
                 f"{env.get('WEB_THREADS', '')} (empty: the default); write-behind "
-                f"{'on' if args.write_behind else 'off'}; body: {args.image} PNG of"
+                f"{'on' if args.write_behind else 'off'}; persistence "
+                f"{'OFF (benchmarks/ceiling.py)' if args.without_persistence else 'on'}; "
+                f"body: {args.image} PNG of"
                 f" {len(body)} bytes; {os.cpu_count()} cores; keyspace {keyspace}",
                 flush=True,
             )
@@ -499,6 +510,12 @@ def main() -> int:
         + ", ".join(f"{table} {n}" for table, n in rows.items())
         + f"; left in the outbox: {queued}"
     )
+    if args.without_persistence:
+        if any(rows.values()) or queued:
+            print("MISMATCH: persistence was off, yet predictions were stored or queued")
+            return 1
+        print("OK: persistence off, nothing stored (figures for comparison only)")
+        return 0
     if any(n != created for n in rows.values()):
         print("MISMATCH: Cassandra does not hold exactly one prediction per 201 response")
         return 1

@@ -44,6 +44,8 @@ REPLAY_CHUNK = 64
 IDLE_S = 5.0
 #: Retry delays while Cassandra is down: doubling from the first to the last.
 BACKOFF_S = (0.25, 5.0)
+#: Seconds the drainer waits with write-behind, once woken by a new record, before replaying.
+LINGER_S = 0.25
 #: Seconds a closing recorder keeps replaying before it leaves the rest queued.
 CLOSE_DRAIN_S = 10.0
 
@@ -199,6 +201,10 @@ class Recorder:
             elif not replayed:
                 self._wake.wait(IDLE_S)
                 self._wake.clear()
+                if self._write_behind:
+                    # Lets records gather, so that Cassandra takes them a group at a time:
+                    # a write per record costs Cassandra and this process far more CPU time.
+                    self._stop.wait(LINGER_S)
         if not delay:
             self._replay_before_close(outbox)
 

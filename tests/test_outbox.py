@@ -281,10 +281,11 @@ def record_concurrently(recorder: Recorder, calls: list[list[Prediction]]) -> No
             future.result(60)
 
 
-def request_writes() -> float:
+def cassandra_writes(path: str) -> float:
+    """Writes to Cassandra so far, by the path that made them ("request" or "replay")."""
     return (
         REGISTRY.get_sample_value(
-            "flaskandmnist_cassandra_write_duration_seconds_count", {"path": "request"}
+            "flaskandmnist_cassandra_write_duration_seconds_count", {"path": path}
         )
         or 0
     )
@@ -297,12 +298,12 @@ def test_concurrent_requests_share_writes_and_each_prediction_is_stored_once(
     recorder = Recorder(recorder_settings(ks_settings, tmp_path))
     calls = [[make_prediction(i % 10, seed=i)] for i in range(64)]
     made = [p for call in calls for p in call]
-    writes_before = request_writes()
+    writes_before = cassandra_writes("request")
     try:
         record_concurrently(recorder, calls)
         assert files(tmp_path) == []  # stored before the answers, none queued
         # Calls that arrived while a write was under way were written together.
-        assert request_writes() - writes_before < len(calls)
+        assert cassandra_writes("request") - writes_before < len(calls)
         for table in ("predictions", "predictions_by_day", "predictions_by_digit"):
             ids = stored_ids(cql_session, ks_settings.keyspace, table, made)
             assert ids == sorted(p.id for p in made), table
@@ -371,6 +372,26 @@ def test_write_behind_answers_from_the_outbox_and_stores_every_prediction_once(
             ids = stored_ids(cql_session, ks_settings.keyspace, table, made)
             assert ids == sorted(p.id for p in made), table
         assert get_store(ks_settings).get(made[-1].id) == made[-1]
+    finally:
+        recorder.close()
+
+
+@pytest.mark.cassandra
+def test_write_behind_stores_records_queued_one_by_one_a_group_at_a_time(
+    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+) -> None:
+    recorder = Recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
+    made = [make_prediction(i % 10, seed=i) for i in range(20)]
+    writes_before = cassandra_writes("replay")
+    try:
+        for prediction in made:  # one request after another, each answered at once
+            recorder.record_many([prediction])
+            time.sleep(0.005)  # long enough for a write to Cassandra
+        wait_for(lambda: recorder.health().outbox_depth == 0)
+        # The drainer waited for records to gather instead of writing each on its own.
+        assert cassandra_writes("replay") - writes_before <= 3
+        ids = stored_ids(cql_session, ks_settings.keyspace, "predictions", made)
+        assert ids == sorted(p.id for p in made)
     finally:
         recorder.close()
 

@@ -29,9 +29,15 @@ _web = Settings.from_env().web
 bind = f"[{_web.host}]:{_web.port}" if ":" in _web.host else f"{_web.host}:{_web.port}"
 workers = _web.workers
 # Threads let a worker serve other requests while one waits on Cassandra; predictions are
-# short CPU bursts that TensorFlow runs outside the GIL.
+# short CPU bursts.
 worker_class = "gthread"
 threads = _web.threads
+# Each worker listens on its own socket (SO_REUSEPORT) and the kernel spreads connections
+# over them evenly. On one shared socket, whichever worker wakes first accepts: a burst of
+# keep-alive connections (a load test, a proxy's pool) could land 96 % on one worker, whose
+# GIL then sets the pace of the whole server (README: "Load benchmark"). The price: when a
+# worker dies, the connections still waiting in its socket's queue are reset.
+reuse_port = True
 timeout = _web.timeout_s
 # On SIGTERM (docker stop, Ctrl-C) requests in flight get as long to finish as any request.
 graceful_timeout = _web.timeout_s

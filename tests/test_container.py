@@ -468,6 +468,7 @@ def test_gunicorn_settings_come_from_web_settings(load_conf: LoadConf) -> None:
     assert (config.workers, config.threads, config.worker_class_str) == (3, 4, "gthread")
     assert (config.timeout, config.graceful_timeout) == (45, 45)
     assert (config.accesslog, config.errorlog) == ("-", "-")
+    assert config.reuse_port  # a socket per worker: the kernel spreads connections evenly
     assert config.preload_app is False
     # Every name the file defines is a gunicorn setting: a misspelt one would be ignored.
     assert defined_names(Path(module.__file__)) <= set(config.settings)

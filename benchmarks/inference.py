@@ -17,10 +17,11 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import Settings
 from flaskandmnist.imaging import to_mnist
 from flaskandmnist.mnist import load_mnist
-from flaskandmnist.model import Classifier
+from flaskandmnist.model import build_model
 from flaskandmnist.training import to_float
 
 
@@ -75,9 +76,11 @@ def main() -> None:
 
     print("\n1. classifier on 28x28 arrays")
     report("single image", latencies_ms(lambda i: classifier.predict_one(images[i % n]), args.runs))
+    keras_model = build_model()
+    keras_model.load_weights(settings.model_path)
     report(
         "single image with keras model.predict (baseline)",
-        latencies_ms(lambda i: classifier.model.predict(images[i % n][None], verbose=0), 100),
+        latencies_ms(lambda i: keras_model.predict(images[i % n][None], verbose=0), 100),
     )
     for batch in (32, 256):
         rate = throughput(lambda b=batch: classifier.predict(images[:b]), batch, args.seconds)

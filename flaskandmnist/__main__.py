@@ -1,4 +1,4 @@
-"""Command line: ``python -m flaskandmnist {train,evaluate,predict} ...``."""
+"""Command line: ``python -m flaskandmnist {train,export,evaluate,predict} ...``."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .classifier import Classifier, ModelNotFoundError, litert_path
 from .config import Settings
 from .evaluation import evaluate, format_report
 from .imaging import ImageError, mnist_to_png, to_mnist
 from .mnist import MnistError, load_mnist
-from .model import Classifier, ModelNotFoundError
+from .model import export
 from .training import HyperParameters, to_float, train
 
 
@@ -27,6 +28,13 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     print(f"training {hp.epochs} epochs on {settings.mnist_dir}, writing {out}", flush=True)
     card = train(data, out, hp)
     print(json.dumps({k: card[k] for k in ("model_version", "test_accuracy")}, indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    model_path = args.model or settings.model_path
+    card = export(model_path)
+    print(f"wrote {litert_path(model_path)} (sha256 {card['litert_sha256']})")
     return 0
 
 
@@ -82,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     ):
         train_cmd.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
     train_cmd.set_defaults(handler=_train)
+
+    export_cmd = commands.add_parser(
+        "export", help="write the LiteRT model the service runs, for existing weights"
+    )
+    export_cmd.add_argument("--model", type=Path, help="weights file (default: MODEL_PATH)")
+    export_cmd.set_defaults(handler=_export)
 
     eval_cmd = commands.add_parser("evaluate", help="accuracy and confusion matrix on MNIST test")
     eval_cmd.add_argument("--model", type=Path, help="weights file (default: MODEL_PATH)")

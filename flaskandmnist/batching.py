@@ -57,7 +57,7 @@ class MicroBatcher(Generic[B, T]):
     other threads calling at the same time.
 
     ``function`` maps a batch to one result per item, in order (e.g. :meth:`Classifier.predict
-    <flaskandmnist.model.Classifier.predict>` on images stacked on the first axis); ``join``
+    <flaskandmnist.classifier.Classifier.predict>` on images stacked on the first axis); ``join``
     makes one batch of several (default: ``np.concatenate``, for arrays). When a batch of
     several calls fails, ``retry_alone`` runs each call on its own, so that only the callers
     whose items fail get the error (one bad image); without it, every caller of the batch

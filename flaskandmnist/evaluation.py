@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import NUM_CLASSES, Classifier
+from .classifier import NUM_CLASSES, Classifier
 
 
 @dataclass(frozen=True)

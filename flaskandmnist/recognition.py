@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image
 
 from flaskandmnist.batching import MicroBatcher
+from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import Settings
 from flaskandmnist.imaging import ImageError, load_image, mnist_to_png, to_mnist_image
-from flaskandmnist.model import Classifier
 from flaskandmnist.recorder import Recorder
 from flaskandmnist.storage import Prediction
 

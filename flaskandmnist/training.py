@@ -20,9 +20,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .classifier import IMAGE_SHAPE, NUM_CLASSES, Classifier, card_path
 from .evaluation import evaluate
 from .mnist import Mnist, split_validation
-from .model import IMAGE_SHAPE, NUM_CLASSES, Classifier, build_model, card_path
+from .model import build_model, save_litert
 
 IMAGE_SIDE = IMAGE_SHAPE[0]
 
@@ -193,7 +194,8 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         },
         "library_versions": _library_versions(),
     }
-    classifier = Classifier(model, card)
+    # Evaluated as served: the LiteRT model, int8 weights.
+    classifier = Classifier(save_litert(model, out_path, card), card)
     val = evaluate(classifier, to_float(val_x), val_y)
     test = evaluate(classifier, to_float(data.test_images), data.test_labels)
     card["validation_accuracy"] = round(val.accuracy, 5)

@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from csd import DDL_TIMEOUT_S, ensure_schema, replication_of
+from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import (
     DEFAULT_MODEL_PATH,
     DEFAULT_OUTBOX_DIR,
@@ -30,7 +31,6 @@ from flaskandmnist.config import (
     WebSettings,
 )
 from flaskandmnist.mnist import Mnist, load_mnist
-from flaskandmnist.model import Classifier
 from flaskandmnist.storage import PredictionStore, build_cluster, close_store
 from flaskandmnist.web import create_app
 from flaskandmnist.web.services import services

@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 from PIL import Image
 
+from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import CassandraSettings, OutboxSettings, Settings, WebSettings
-from flaskandmnist.model import Classifier
 from flaskandmnist.storage import PredictionStore
 from flaskandmnist.web import create_app
 from flaskandmnist.web.security import PROTECTED_ENDPOINTS

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from flaskandmnist.batching import MicroBatcher, joined
+from flaskandmnist.classifier import Classifier
 from flaskandmnist.mnist import Mnist
-from flaskandmnist.model import Classifier
 from flaskandmnist.training import to_float
 
 

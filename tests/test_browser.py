@@ -30,8 +30,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from flaskandmnist.classifier import Classifier
 from flaskandmnist.mnist import Mnist
-from flaskandmnist.model import Classifier
 from flaskandmnist.storage import PredictionStore
 
 pytestmark = [pytest.mark.browser, pytest.mark.cassandra]

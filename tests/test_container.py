@@ -341,6 +341,7 @@ def test_build_context_holds_the_code_and_the_model(instructions: list[Instructi
         "flaskandmnist/web/__init__.py",
         "flaskandmnist/models/mnist_deep.weights.h5",
         "flaskandmnist/models/mnist_deep.json",
+        "flaskandmnist/models/mnist_deep.tflite",
     ):
         assert path in context, path
     for copy in (i for i in instructions if i.keyword == "COPY"):

@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 from prometheus_client.multiprocess import mark_process_dead
 from prometheus_client.parser import text_string_to_metric_families
 
+from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import CassandraSettings, OutboxSettings, Settings, WebSettings
 from flaskandmnist.metrics import exposition
-from flaskandmnist.model import Classifier
 from flaskandmnist.web import create_app
 from flaskandmnist.web.services import EXTENSION
 

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFile
 from scipy import ndimage as ndi
 
 from flaskandmnist import imaging
+from flaskandmnist.classifier import Classifier
 from flaskandmnist.imaging import (
     BlankImageError,
     ImageTooLargeError,
@@ -27,7 +28,6 @@ from flaskandmnist.imaging import (
     to_mnist_array,
 )
 from flaskandmnist.mnist import Mnist
-from flaskandmnist.model import Classifier
 
 Strokes = list[list[tuple[float, float]]]
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from flaskandmnist.classifier import Classifier, ModelNotFoundError, card_path, litert_path
 from flaskandmnist.config import DEFAULT_MODEL_PATH
 from flaskandmnist.imaging import to_mnist
 from flaskandmnist.mnist import Mnist
-from flaskandmnist.model import Classifier, ModelNotFoundError, card_path
+from flaskandmnist.model import build_model, to_litert
 from flaskandmnist.training import to_float
 
 #: A fixed sample of the MNIST test set, the same on every run.
@@ -82,3 +85,42 @@ def test_mnist_test_images_sent_as_png_are_recognised(
 def test_missing_weights_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="python -m flaskandmnist train"):
         Classifier.load(tmp_path / "absent.weights.h5")
+
+
+def test_the_shipped_litert_model_is_the_export_of_the_shipped_weights(
+    classifier: Classifier, mnist: Mnist
+) -> None:
+    """What serving runs (the .tflite) is what `python -m flaskandmnist export` makes of the
+    shipped Keras weights, not a stale copy: the same outputs on a sample of MNIST."""
+    keras_model = build_model()
+    keras_model.load_weights(DEFAULT_MODEL_PATH)
+    exported = Classifier(to_litert(keras_model), classifier.card)
+    images = to_float(mnist.test_images[SAMPLE])
+    np.testing.assert_allclose(
+        classifier.probabilities(images), exported.probabilities(images), atol=1e-6
+    )
+
+
+def test_a_litert_model_the_card_does_not_name_is_refused(tmp_path: Path) -> None:
+    weights = tmp_path / "m.weights.h5"
+    card_path(weights).write_text(card_path(DEFAULT_MODEL_PATH).read_text())
+    litert_path(weights).write_bytes(litert_path(DEFAULT_MODEL_PATH).read_bytes() + b"x")
+    with pytest.raises(ModelNotFoundError, match="export it again"):
+        Classifier.load(weights)
+
+
+def test_serving_loads_neither_tensorflow_nor_keras() -> None:
+    """The web app and the classifier run on LiteRT alone: a worker does not pay for
+    TensorFlow's memory and import time (README: "The model")."""
+    code = (
+        "import sys\n"
+        "from flaskandmnist.classifier import Classifier\n"
+        "from flaskandmnist.config import DEFAULT_MODEL_PATH\n"
+        "import flaskandmnist.web\n"
+        "Classifier.load(DEFAULT_MODEL_PATH).predict_one(__import__('numpy').zeros((28, 28)))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == "[]"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from flaskandmnist.classifier import Classifier, card_path
 from flaskandmnist.mnist import Mnist
-from flaskandmnist.model import Classifier, card_path
 from flaskandmnist.training import HyperParameters, augment, to_float, train
 
 

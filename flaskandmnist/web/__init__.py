@@ -13,8 +13,8 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from flaskandmnist import metrics
+from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import Settings
-from flaskandmnist.model import Classifier
 
 from . import api, compat, errors, health, pages, security, uploads
 from .services import EXTENSION, Services

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from flask import current_app
 
+from flaskandmnist.classifier import IMAGE_SHAPE, Classifier
 from flaskandmnist.config import Settings
-from flaskandmnist.model import IMAGE_SHAPE, Classifier
 from flaskandmnist.recognition import Recognizer
 from flaskandmnist.recorder import Recorder
 from flaskandmnist.storage import Prediction, PredictionStore, UnknownPrediction, get_store

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from flaskandmnist.__main__ import main
+from flaskandmnist.classifier import Classifier, ModelNotFoundError, card_path, litert_path
+from flaskandmnist.config import DEFAULT_MODEL_PATH
 from flaskandmnist.imaging import mnist_to_png
 from flaskandmnist.mnist import Mnist
 from flaskandmnist.training import to_float
@@ -51,3 +55,21 @@ def test_missing_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
     status = main(["predict", "--model", str(tmp_path / "none.weights.h5"), "x.png"])
     assert status == 2
     assert "train a model" in capsys.readouterr().err
+
+
+def test_export_writes_the_litert_model_of_existing_weights(
+    mnist: Mnist, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = tmp_path / "old.weights.h5"
+    shutil.copy(DEFAULT_MODEL_PATH, weights)
+    card = json.loads(card_path(DEFAULT_MODEL_PATH).read_text())
+    del card["litert_file"], card["litert_sha256"]  # weights trained before LiteRT files
+    card_path(weights).write_text(json.dumps(card))
+    with pytest.raises(ModelNotFoundError, match="export"):
+        Classifier.load(weights)
+
+    assert main(["export", "--model", str(weights)]) == 0
+
+    assert f"wrote {litert_path(weights)}" in capsys.readouterr().out
+    exported = Classifier.load(weights)
+    assert exported.predict_one(to_float(mnist.test_images[0])).digit == 7

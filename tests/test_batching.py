@@ -28,6 +28,13 @@ def tags(images: np.ndarray) -> list[int]:
     return [int(image[0, 0]) for image in images]
 
 
+def refuses_tag_2(images: np.ndarray) -> list[int]:
+    """:func:`tags`, but fails on any batch that holds an image tagged 2."""
+    if 2000 in tags(images):
+        raise ValueError("tag 2")
+    return tags(images)
+
+
 class Gate:
     """A batch function whose first call waits until released, so that the test decides
     which calls queue behind it."""
@@ -129,11 +136,6 @@ def test_each_of_many_threads_gets_its_own_results() -> None:
 
 
 def test_an_error_reaches_only_the_callers_whose_images_fail() -> None:
-    def refuses_tag_2(images: np.ndarray) -> list[int]:
-        if 2000 in tags(images):
-            raise ValueError("tag 2")
-        return tags(images)
-
     gate = Gate(refuses_tag_2)
     batcher = MicroBatcher(gate)
     calls = [tagged(tag, 1) for tag in range(4)]
@@ -146,11 +148,6 @@ def test_an_error_reaches_only_the_callers_whose_images_fail() -> None:
 
 
 def test_without_retry_alone_every_caller_of_a_failed_batch_gets_its_error() -> None:
-    def refuses_tag_2(images: np.ndarray) -> list[int]:
-        if 2000 in tags(images):
-            raise ValueError("tag 2")
-        return tags(images)
-
     gate = Gate(refuses_tag_2)
     batcher = MicroBatcher(gate, retry_alone=False)
     calls = [tagged(tag, 1) for tag in range(4)]

@@ -223,6 +223,12 @@ def stored_ids(session: Session, keyspace: str, table: str, records: list[Predic
     return sorted(row.id for row in rows if row.id in wanted)
 
 
+def assert_stored_once(session: Session, keyspace: str, records: list[Prediction]) -> None:
+    """Each of ``records`` is in ``predictions`` exactly once."""
+    ids = stored_ids(session, keyspace, "predictions", records)
+    assert ids == sorted(p.id for p in records)
+
+
 @pytest.mark.cassandra
 def test_predictions_are_answered_while_cassandra_was_never_reachable_and_replayed_once(
     ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
@@ -325,9 +331,7 @@ def test_when_a_shared_write_fails_every_request_in_it_queues_its_own(
     heir = Recorder(recorder_settings(ks_settings, tmp_path))
     try:
         wait_for(lambda: files(tmp_path) == [])
-        made = [p for call in calls for p in call]
-        ids = stored_ids(cql_session, ks_settings.keyspace, "predictions", made)
-        assert ids == sorted(p.id for p in made)
+        assert_stored_once(cql_session, ks_settings.keyspace, [p for c in calls for p in c])
     finally:
         heir.close()
 
@@ -390,8 +394,7 @@ def test_write_behind_stores_records_queued_one_by_one_a_group_at_a_time(
         wait_for(lambda: recorder.health().outbox_depth == 0)
         # The drainer waited for records to gather instead of writing each on its own.
         assert cassandra_writes("replay") - writes_before <= 3
-        ids = stored_ids(cql_session, ks_settings.keyspace, "predictions", made)
-        assert ids == sorted(p.id for p in made)
+        assert_stored_once(cql_session, ks_settings.keyspace, made)
     finally:
         recorder.close()
 

@@ -393,7 +393,7 @@ def test_write_behind_stores_records_queued_one_by_one_a_group_at_a_time(
             time.sleep(0.005)  # long enough for a write to Cassandra
         wait_for(lambda: recorder.health().outbox_depth == 0)
         # The drainer waited for records to gather instead of writing each on its own.
-        assert cassandra_writes("replay") - writes_before <= 3
+        assert cassandra_writes("replay") - writes_before <= 5  # 14 without the wait
         assert_stored_once(cql_session, ks_settings.keyspace, made)
     finally:
         recorder.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,9 +82,26 @@ raw_env.append(f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir}")
 
 
 def on_starting(server: Arbiter) -> None:
-    """Forgets the metrics of an earlier run in a PROMETHEUS_MULTIPROC_DIR that was given."""
+    """Stops if another server listens on the port; forgets the metrics of an earlier run
+    in a PROMETHEUS_MULTIPROC_DIR that was given."""
+    _refuse_a_taken_port()
     for stale in _metrics_dir.glob("*.db"):
         stale.unlink()
+
+
+def _refuse_a_taken_port() -> None:
+    # With reuse_port the master binds nothing, and the workers bind with SO_REUSEPORT: a
+    # second copy of this server on the same port (same user) would silently take half of
+    # the connections instead of failing. A plain bind finds any listener there.
+    family, kind, proto, _, address = socket.getaddrinfo(
+        _web.host, _web.port, type=socket.SOCK_STREAM
+    )[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise SystemExit(f"cannot listen on {bind}: {error}") from None
 
 
 def child_exit(server: Arbiter, worker: Worker) -> None:

@@ -12,6 +12,7 @@ import importlib.util
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tomllib
@@ -486,6 +487,20 @@ def test_gunicorn_defaults_are_the_web_settings_defaults(load_conf: LoadConf) ->
 def test_gunicorn_binds_ipv6_hosts(load_conf: LoadConf) -> None:
     config = as_gunicorn_config(load_conf(WEB_HOST="::", PORT="8000"))
     assert config.bind == ["[::]:8000"]
+
+
+def test_a_port_another_server_listens_on_stops_the_server(load_conf: LoadConf) -> None:
+    """Each worker binds with SO_REUSEPORT, which would let a second copy of the server
+    share the port silently; the master checks first."""
+    with socket.socket() as other:  # a running copy: its workers listen with SO_REUSEPORT
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        module = load_conf(WEB_HOST="127.0.0.1", PORT=str(port))
+        with pytest.raises(SystemExit, match=f"cannot listen on 127.0.0.1:{port}"):
+            module.on_starting(None)
+    module.on_starting(None)  # the port is free again
 
 
 def test_workers_share_one_secret_key_when_none_is_set(load_conf: LoadConf) -> None:

@@ -432,12 +432,12 @@ class PredictionStore:
         predictions as stay within its size and partition limits. Unlogged, because a logged
         batch costs Cassandra a batchlog write and delete, and atomicity is not needed: a
         failed save is retried whole (the outbox replays it) and rewrites the same rows. A
-        full row too large for any batch (an image of more than about 4 KiB, up to
+        full row too large for any batch (an image of more than about 3 KiB, up to
         MAX_IMAGE_BYTES) is written on its own.
         """
         requests: list[tuple[Statement, tuple[Any, ...] | None]] = []
         batch = BatchStatement(BatchType.UNLOGGED)
-        size, partitions, days = 0, set[tuple[Any, ...]](), set[date]()
+        size, partitions, days = 0, set[object](), set[date]()
         for p in predictions:
             full_row = (self._insert_prediction, _values(p, _PREDICTION_COLUMNS))
             rows_size = _batch_bytes(p)

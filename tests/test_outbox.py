@@ -381,6 +381,33 @@ def test_write_behind_answers_from_the_outbox_and_stores_every_prediction_once(
 
 
 @pytest.mark.cassandra
+def test_concurrent_requests_share_outbox_transactions(
+    ks_settings: CassandraSettings,
+    tmp_path: Path,
+    cql_session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    appends: list[int] = []
+    append_many = Outbox.append_many
+
+    def counted(outbox: Outbox, records: list[Prediction]) -> None:
+        appends.append(len(records))
+        append_many(outbox, records)
+
+    monkeypatch.setattr(Outbox, "append_many", counted)
+    recorder = Recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
+    calls = [[make_prediction(i % 10, seed=i)] for i in range(64)]
+    try:
+        record_concurrently(recorder, calls)
+        # One fsynced transaction for the calls that arrived while one was under way.
+        assert sum(appends) == len(calls) and len(appends) < len(calls)
+        wait_for(lambda: recorder.health().outbox_depth == 0)
+        assert_stored_once(cql_session, ks_settings.keyspace, [p for c in calls for p in c])
+    finally:
+        recorder.close()
+
+
+@pytest.mark.cassandra
 def test_write_behind_stores_records_queued_one_by_one_a_group_at_a_time(
     ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
 ) -> None:

@@ -233,7 +233,7 @@ class OutboxSettings:
     write_deadline_ms: int = 1000
     #: Queue every prediction and answer at once, leaving the Cassandra write to the
     #: outbox's drainer (write-behind): lower latency, but a prediction can be read back
-    #: only once it is stored, milliseconds later.
+    #: only once it is stored, about a quarter of a second later (recorder.LINGER_S).
     write_behind: bool = False
 
     @classmethod

@@ -103,7 +103,7 @@ class Recorder:
         if self._outbox is None:
             self._store_now(list(predictions))
         elif self._write_behind or not self._stored_now(self._outbox, predictions):
-            self._queue(self._outbox, predictions)
+            self._queue(predictions)
         metrics.count_predictions(predictions)
 
     def _stored_now(self, outbox: Outbox, predictions: Sequence[Prediction]) -> bool:
@@ -149,7 +149,7 @@ class Recorder:
             raise
         metrics.CASSANDRA_WRITE_SECONDS.labels(path).observe(time.perf_counter() - started)
 
-    def _queue(self, outbox: Outbox, predictions: Sequence[Prediction]) -> None:
+    def _queue(self, predictions: Sequence[Prediction]) -> None:
         try:
             self._append_now(list(predictions))
         except OutboxError as error:

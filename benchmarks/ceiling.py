@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from flask import Flask
 
 from flaskandmnist import metrics
+from flaskandmnist.domain import Prediction
 from flaskandmnist.recorder import Recorder
-from flaskandmnist.storage import Prediction
 from flaskandmnist.web import create_app as create_service
 
 

@@ -20,9 +20,8 @@ from PIL import Image
 from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import Settings
 from flaskandmnist.imaging import to_mnist
-from flaskandmnist.mnist import load_mnist
+from flaskandmnist.mnist import load_mnist, to_float
 from flaskandmnist.model import build_model
-from flaskandmnist.training import to_float
 
 
 def latencies_ms(call: Callable[[int], object], runs: int) -> np.ndarray:

@@ -1,6 +1,8 @@
-"""flaskandmnist: handwritten-digit recognition with Flask, TensorFlow and Cassandra."""
+"""flaskandmnist: handwritten-digit recognition with Flask, a LiteRT mnist_deep model (trained
+with TensorFlow) and Cassandra."""
 
 import os
 
-# TensorFlow prints pages of C++ start-up notices; keep warnings and errors only.
+# TensorFlow (training and export only) prints pages of C++ start-up notices; keep warnings
+# and errors only.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

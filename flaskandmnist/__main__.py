@@ -1,4 +1,9 @@
-"""Command line: ``python -m flaskandmnist {train,export,evaluate,predict} ...``."""
+"""Command line: ``python -m flaskandmnist {train,export,evaluate,predict} ...``.
+
+``evaluate`` and ``predict`` run the LiteRT model as serving does; only ``train`` and
+``export`` import TensorFlow and Keras, inside the command, which would otherwise cost every
+command their memory and import time.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,12 @@ from .classifier import Classifier, ModelNotFoundError, litert_path
 from .config import Settings
 from .evaluation import evaluate, format_report
 from .imaging import ImageError, mnist_to_png, to_mnist
-from .mnist import MnistError, load_mnist
-from .model import export
-from .training import HyperParameters, to_float, train
+from .mnist import MnistError, load_mnist, to_float
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
+    from .training import HyperParameters, train
+
     overrides = {f.name: getattr(args, f.name, None) for f in fields(HyperParameters)}
     hp = HyperParameters(**{k: v for k, v in overrides.items() if v is not None})
     data = load_mnist(settings.mnist_dir, settings.mnist_download)
@@ -32,6 +37,8 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from .model import export
+
     model_path = args.model or settings.model_path
     card = export(model_path)
     print(f"wrote {litert_path(model_path)} (sha256 {card['litert_sha256']})")

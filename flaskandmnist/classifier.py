@@ -3,8 +3,7 @@
 A trained model ships as a LiteRT (TensorFlow Lite) flatbuffer with int8 weights beside its
 Keras weights (``<name>.tflite``, written by ``train`` and ``export``; see
 :mod:`flaskandmnist.model`), so that serving processes import neither TensorFlow nor Keras:
-a worker needs about a third of the memory and starts in a fraction of the time (README:
-"The model").
+a worker needs far less memory and starts far sooner than with them.
 """
 
 from __future__ import annotations
@@ -44,8 +43,9 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 @dataclass(frozen=True)
-class Prediction:
-    """What the classifier says about one image."""
+class Scores:
+    """What the model says about one image (stored with the image as a
+    :class:`flaskandmnist.domain.Prediction`)."""
 
     digit: int
     confidence: float
@@ -56,12 +56,11 @@ class Classifier:
     """A trained model, loaded once, answering many predictions quickly.
 
     Inference runs the model as LiteRT (XNNPACK kernels) rather than through TensorFlow: per
-    call it costs a fraction of the CPU time of even a traced ``tf.function`` (README:
-    "Benchmarks"), and ``model.predict`` is slower still. The weights are int8
-    (dynamic-range quantization): a quarter of the 12.8 MB of float weights, which each call
-    reads whole, so one image takes about half the time, most of all when other work has
-    pushed the weights out of the CPU caches. On MNIST's test set it names the same digits
-    as the float Keras model (README: "The model").
+    call it costs a fraction of the CPU time of even a traced ``tf.function``, and
+    ``model.predict`` is slower still. The weights are int8 (dynamic-range quantization): a
+    quarter of the size of the float weights, which each call reads whole, so an image
+    takes less time, most of all when other work has pushed the weights out of the CPU
+    caches. On MNIST's test set it names the same digits as the float Keras model.
     """
 
     def __init__(self, litert: bytes, card: dict[str, Any]) -> None:
@@ -107,7 +106,7 @@ class Classifier:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         # Padded to the next power of two, so that a process needs at most eight
-        # interpreters (about 3 MB of weights each, and the tensors for their batch size).
+        # interpreters (each holds a copy of the weights, and the tensors for its batch size).
         size = 1 << (len(batch) - 1).bit_length()
         padded = np.zeros((size, *IMAGE_SHAPE), np.float32)
         padded[: len(batch)] = batch
@@ -117,15 +116,15 @@ class Classifier:
                 interpreter = self._interpreters[size] = _Interpreter(self._litert, size)
             return interpreter(padded)[: len(batch)]
 
-    def predict(self, images: np.ndarray) -> list[Prediction]:
+    def predict(self, images: np.ndarray) -> list[Scores]:
         """Digit, confidence and all ten probabilities for each of ``images``."""
         return [
-            Prediction(int(p.argmax()), float(p.max()), tuple(float(v) for v in p))
+            Scores(int(p.argmax()), float(p.max()), tuple(float(v) for v in p))
             for p in self.probabilities(images)
         ]
 
-    def predict_one(self, image: np.ndarray) -> Prediction:
-        """Prediction for a single (28, 28) image."""
+    def predict_one(self, image: np.ndarray) -> Scores:
+        """Scores for a single (28, 28) image."""
         return self.predict(image[np.newaxis])[0]
 
 

@@ -221,7 +221,7 @@ DEFAULT_OUTBOX_DIR = Path.home() / ".local" / "state" / "flaskandmnist" / "outbo
 @dataclass(frozen=True)
 class OutboxSettings:
     """Where predictions wait while Cassandra cannot take them, and how long a request waits
-    for Cassandra (README: "Durability: the outbox")."""
+    for Cassandra (:mod:`flaskandmnist.recorder`)."""
 
     #: Whether a prediction Cassandra did not store in time is queued locally and answered;
     #: when off, it is answered 503 instead.
@@ -254,7 +254,7 @@ class OutboxSettings:
 
 @dataclass(frozen=True)
 class MetricsSettings:
-    """Prometheus metrics (README: "Health and metrics")."""
+    """Prometheus metrics (:mod:`flaskandmnist.metrics`)."""
 
     #: Folder where prometheus_client's multiprocess mode keeps each process's values
     #: (``PROMETHEUS_MULTIPROC_DIR``, which prometheus_client also reads when imported);
@@ -312,8 +312,8 @@ _PASSWORD_HASH = re.compile(r"(scrypt|pbkdf2)[^$]*\$[^$]+\$[0-9a-f]+")
 
 @dataclass(frozen=True)
 class SecuritySettings:
-    """Rate limiting, access to stored predictions and HTTPS headers (README: "Security and
-    limits")."""
+    """Rate limiting, access to stored predictions and HTTPS headers
+    (:mod:`flaskandmnist.web.security`)."""
 
     #: Posts (predictions, corrections) per client address, in flask-limiter's notation
     #: ("120/minute", "10/second;1000/day"); "" (``RATE_LIMIT=off``) counts nothing.

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flaskandmnist.config import Settings
-from flaskandmnist.storage import close_store
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
@@ -35,9 +34,9 @@ worker_class = "gthread"
 threads = _web.threads
 # Each worker listens on its own socket (SO_REUSEPORT) and the kernel spreads connections
 # over them evenly. On one shared socket, whichever worker wakes first accepts: a burst of
-# keep-alive connections (a load test, a proxy's pool) could land 96 % on one worker, whose
-# GIL then sets the pace of the whole server (README: "Load benchmark"). The price: when a
-# worker dies, the connections still waiting in its socket's queue are reset.
+# keep-alive connections (a load test, a proxy's pool) could land almost all on one worker,
+# whose GIL then sets the pace of the whole server. The price: when a worker dies, the
+# connections still waiting in its socket's queue are reset.
 reuse_port = True
 timeout = _web.timeout_s
 # On SIGTERM (docker stop, Ctrl-C) requests in flight get as long to finish as any request.
@@ -45,8 +44,8 @@ graceful_timeout = _web.timeout_s
 # Access and error log on stdout/stderr, where docker logs and the terminal read them.
 accesslog = "-"
 errorlog = "-"
-# No preload_app: TensorFlow's thread pools and the Cassandra driver's threads do not
-# survive a fork, so each worker loads the model and connects after it is forked.
+# No preload_app: the outbox drainer thread and the Cassandra driver's threads do not
+# survive a fork, so each worker builds the app (model, recorder, session) after it is forked.
 preload_app = False
 # The heartbeat file is touched every second; on a disk-backed /tmp (Docker's overlay
 # file system) that can block a worker, so it goes to memory where there is /dev/shm.
@@ -61,12 +60,13 @@ raw_env = [] if _web.secret_key else [f"SECRET_KEY={secrets.token_urlsafe(32)}"]
 def worker_exit(server: Arbiter, worker: Worker) -> None:
     """Runs in the worker as it stops: replays what its outbox holds while Cassandra takes
     it (a graceful stop leaves nothing queued), then closes the Cassandra session."""
-    # The app's services (flaskandmnist.web.services.EXTENSION, not imported here: that
-    # would load TensorFlow and prometheus_client into the master before it forks).
-    services = getattr(worker.wsgi, "extensions", {}).get("flaskandmnist")
-    if services is not None:
-        services.recorder.close()
-    close_store()
+    if getattr(worker, "wsgi", None) is None:
+        return  # the app failed to load: nothing was started
+    # Imported here, in the worker that already loaded the app: imported at the top, it
+    # would load prometheus_client into the master before PROMETHEUS_MULTIPROC_DIR is set.
+    from flaskandmnist.web import close_app
+
+    close_app(worker.wsgi)
 
 
 # Prometheus metrics of all workers (flaskandmnist/metrics.py): prometheus_client keeps each

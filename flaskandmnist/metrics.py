@@ -1,5 +1,5 @@
 """Prometheus metrics of the service: requests, latencies, predictions, Cassandra writes and
-the outbox (README: "Health and metrics").
+the outbox.
 
 Under gunicorn every worker is a process of its own: prometheus_client then keeps each
 process's values in files in ``PROMETHEUS_MULTIPROC_DIR``, which gunicorn_conf sets before a
@@ -25,7 +25,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from flaskandmnist.storage import Prediction
+from flaskandmnist.domain import Prediction
 
 #: The route label of a request no rule matched (404, 405): unknown paths must not each
 #: become a time series.

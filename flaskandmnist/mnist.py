@@ -165,3 +165,8 @@ def split_validation(
     order = np.random.default_rng(seed).permutation(len(images))
     val, train = order[:size], order[size:]
     return (images[train], labels[train]), (images[val], labels[val])
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 MNIST pixels -> float32 in [0, 1], the model's input format."""
+    return images.astype(np.float32) / 255.0

@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
-from flaskandmnist.storage import Prediction
+from flaskandmnist.domain import Prediction
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from PIL import Image
 from flaskandmnist.batching import MicroBatcher
 from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import Settings
+from flaskandmnist.domain import Prediction
 from flaskandmnist.imaging import ImageError, load_image, mnist_to_png, to_mnist_image
 from flaskandmnist.recorder import Recorder
-from flaskandmnist.storage import Prediction
 
 #: Stored when Pillow knows no MIME type for a format it read.
 UNKNOWN_CONTENT_TYPE = "application/octet-stream"
@@ -70,22 +70,22 @@ class Recognizer:
         StorageError when they can be neither."""
         prepared: list[_Prepared | ImageError] = [self._prepare(upload) for upload in uploads]
         good = [p for p in prepared if isinstance(p, _Prepared)]
-        outputs = iter(self._classify(np.stack([p.array for p in good])) if good else [])
+        scores_of_good = iter(self._classify(np.stack([p.array for p in good])) if good else [])
         results: list[Prediction | ImageError] = []
         for item in prepared:
             if isinstance(item, ImageError):
                 results.append(item)
                 continue
-            output = next(outputs)
+            scores = next(scores_of_good)
             prediction = Prediction.create(
                 source=item.upload.source,
                 image=item.upload.data,
                 content_type=item.content_type,
                 filename=item.upload.filename,
                 model_input_png=mnist_to_png(item.array),
-                digit=output.digit,
-                confidence=output.confidence,
-                probabilities=output.probabilities,
+                digit=scores.digit,
+                confidence=scores.confidence,
+                probabilities=scores.probabilities,
                 model_version=self.classifier.version,
                 processing_ms=(time.perf_counter() - item.started) * 1000,
             )

@@ -27,14 +27,9 @@ from dataclasses import dataclass
 from flaskandmnist import metrics
 from flaskandmnist.batching import MicroBatcher, joined
 from flaskandmnist.config import Settings
+from flaskandmnist.domain import Prediction
 from flaskandmnist.outbox import Outbox, OutboxError
-from flaskandmnist.storage import (
-    Prediction,
-    PredictionStore,
-    StorageError,
-    current_store,
-    get_store,
-)
+from flaskandmnist.storage import PredictionStore, StorageError, StoreConnector
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +58,13 @@ class Health:
 
 
 class Recorder:
-    """Stores predictions in Cassandra or queues them; one per app, thread-safe."""
+    """Stores predictions in Cassandra or queues them; one per app, thread-safe.
 
-    def __init__(self, settings: Settings) -> None:
-        self._cassandra = settings.cassandra
+    :meth:`start` connects and starts the drainer; :meth:`close` stops it.
+    """
+
+    def __init__(self, settings: Settings, stores: StoreConnector) -> None:
+        self._stores = stores
         self._deadline_s = settings.outbox.write_deadline_ms / 1000
         self._write_behind = settings.outbox.write_behind
         self._outbox = (
@@ -79,15 +77,18 @@ class Recorder:
         # that write fails, each of those requests queues its own.
         self._store_now = MicroBatcher(self._write_group, join=joined, retry_alone=False)
         # The same for the outbox: one fsynced transaction for the records of requests that
-        # arrive while one is under way (a fifth of the CPU time per record in groups of 8).
+        # arrive while one is under way, so that they share one fsync instead of one each.
         self._append_now = MicroBatcher(self._append_group, join=joined, retry_alone=False)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._drainer: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Connects to Cassandra and starts the outbox drainer (with an outbox)."""
         # Connect now, so that the first requests need not queue; if Cassandra is down
         # (logged by the storage module), the drainer keeps trying.
         with contextlib.suppress(StorageError):
-            get_store(self._cassandra)
+            self._stores.get()
         if self._outbox is not None:
             self._drainer = threading.Thread(
                 target=self._drain, args=(self._outbox,), name="outbox-drainer", daemon=True
@@ -120,8 +121,8 @@ class Recorder:
     def _write_group(self, predictions: list[Prediction]) -> list[Prediction]:
         """Stores the predictions of concurrent requests (``self._store_now``) at once."""
         if self._outbox is None:
-            store = get_store(self._cassandra)
-        elif (store := current_store(self._cassandra)) is None:
+            store = self._stores.get()
+        elif (store := self._stores.current()) is None:
             # The connection at start failed, and connecting can take the connect timeout,
             # far longer than a request should wait: the drainer connects instead.
             raise StorageError("not connected to Cassandra yet")
@@ -163,11 +164,7 @@ class Recorder:
     def health(self) -> Health:
         """Whether Cassandra answers now and, if it does not, whether the outbox can queue."""
         try:
-            store = (
-                get_store(self._cassandra)
-                if self._outbox is None
-                else current_store(self._cassandra)
-            )
+            store = self._stores.get() if self._outbox is None else self._stores.current()
             if store is None:
                 raise StorageError("not connected yet (the outbox drainer keeps trying)")
             store.ping(self._deadline_s)
@@ -195,7 +192,7 @@ class Recorder:
                 if time.monotonic() >= next_scan:
                     metrics.OUTBOX_DEPTH.inc(outbox.adopt_orphans())
                     next_scan = time.monotonic() + IDLE_S
-                replayed = self._replay_oldest(outbox, get_store(self._cassandra))
+                replayed = self._replay_oldest(outbox, self._stores.get())
                 delay = 0.0
             except StorageError:  # logged by the storage module
                 replayed = 0
@@ -221,7 +218,7 @@ class Recorder:
         """Replays what is queued while Cassandra takes it, for up to CLOSE_DRAIN_S."""
         deadline = time.monotonic() + CLOSE_DRAIN_S
         try:
-            store = get_store(self._cassandra)
+            store = self._stores.get()
             while time.monotonic() < deadline and self._replay_oldest(outbox, store):
                 pass
         except StorageError:

@@ -1,9 +1,9 @@
 """Predictions in Apache Cassandra: one Cluster/Session per process, prepared statements.
 
-The tables are created by ``csd.py`` (the one definition of the schema, see the README);
-this module only reads and writes them. Every write is idempotent per prediction id, so a
-prediction can be saved again after a failure (:mod:`flaskandmnist.recorder` replays its
-outbox with :meth:`PredictionStore.save_many`).
+The tables are created by ``csd.py`` (the one definition of the schema); this module only
+reads and writes them, as the values of :mod:`flaskandmnist.domain`. Every write is
+idempotent per prediction id, so a prediction can be saved again after a failure
+(:mod:`flaskandmnist.recorder` replays its outbox with :meth:`PredictionStore.save_many`).
 A failed read or write raises :class:`StorageError` after logging it; nothing is dropped.
 """
 
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
-import unicodedata
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -34,16 +32,20 @@ from cassandra.policies import (
     TokenAwarePolicy,
 )
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, Statement
-from cassandra.util import datetime_from_uuid1, uuid_from_time
+from cassandra.util import datetime_from_uuid1
 
 from flaskandmnist.config import CassandraSettings, keyspace_name
+from flaskandmnist.domain import (
+    DIGITS,
+    Correction,
+    Page,
+    Prediction,
+    PredictionSummary,
+    UnknownPrediction,
+)
 
 logger = logging.getLogger(__name__)
 
-SOURCES = frozenset({"upload", "canvas", "api"})
-MAX_FILENAME_CHARS = 255
-MAX_CONTENT_TYPE_CHARS = 255
-DIGITS = range(10)
 #: prediction_days has a single partition; one row per day that holds predictions.
 DAYS_SCOPE = "all"
 
@@ -54,172 +56,6 @@ _CORRECTION_COLUMNS = (
 
 class StorageError(RuntimeError):
     """Cassandra could not do a read or write; the cause is chained and was logged."""
-
-
-class UnknownPrediction(LookupError):
-    """No prediction has the given id."""
-
-
-def _clean_text(value: str) -> str:
-    """NFC text on one line, without control, format, surrogate or unassigned characters."""
-    # Category C covers NUL, newlines, bidi overrides (U+202E) and zero-width characters,
-    # which could spoof what a person reading a listing sees; whitespace becomes a space.
-    kept = (
-        " " if char.isspace() else char
-        for char in unicodedata.normalize("NFC", value)
-        if char.isspace() or unicodedata.category(char)[0] != "C"
-    )
-    return re.sub(r"\s+", " ", "".join(kept)).strip()
-
-
-def sanitize_filename(name: str) -> str:
-    """The last path component of a client's filename, safe to store and show.
-
-    Unicode letters are kept; directories (``/`` and ``\\``), control and invisible
-    characters are dropped, runs of spaces collapsed, leading dots removed (no ``..``
-    or hidden names) and the result cut to 255 characters. May return ``""``.
-    """
-    base = re.split(r"[/\\]", name)[-1]
-    return _clean_text(base).lstrip(". ")[:MAX_FILENAME_CHARS].rstrip()
-
-
-def _utc_millis(moment: datetime) -> datetime:
-    """``moment`` in UTC with millisecond precision, as a Cassandra timestamp holds it."""
-    if moment.tzinfo is None:
-        raise ValueError("created_at must be timezone-aware")
-    moment = moment.astimezone(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-class _Dated:
-    created_at: datetime
-
-    @property
-    def day(self) -> date:
-        """The UTC day bucket the listing tables file this prediction under."""
-        return self.created_at.date()
-
-
-@dataclass(frozen=True)
-class Prediction(_Dated):
-    """One prediction and the image it was made from; build new ones with :meth:`create`.
-
-    Normalised on construction: ``created_at`` to UTC milliseconds, ``filename`` and
-    ``content_type`` sanitised, ``probabilities`` to a tuple of floats.
-    """
-
-    id: uuid.UUID
-    created_at: datetime
-    source: str
-    image: bytes = field(repr=False)
-    content_type: str
-    filename: str
-    model_input_png: bytes = field(repr=False)
-    digit: int
-    confidence: float
-    probabilities: tuple[float, ...]
-    model_version: str
-    processing_ms: float
-
-    def __post_init__(self) -> None:
-        if self.id.version != 1:
-            raise ValueError(f"id must be a time-based UUID (version 1), got {self.id}")
-        if self.source not in SOURCES:
-            raise ValueError(f"source must be one of {sorted(SOURCES)}, got {self.source!r}")
-        if self.digit not in DIGITS:
-            raise ValueError(f"digit must be 0-9, got {self.digit!r}")
-        probabilities = tuple(float(p) for p in self.probabilities)
-        if len(probabilities) != len(DIGITS):
-            raise ValueError(f"probabilities must hold 10 values, got {len(probabilities)}")
-        normalised = {
-            "created_at": _utc_millis(self.created_at),
-            "filename": sanitize_filename(self.filename),
-            "content_type": _clean_text(self.content_type)[:MAX_CONTENT_TYPE_CHARS],
-            "probabilities": probabilities,
-            "image": bytes(self.image),
-            "model_input_png": bytes(self.model_input_png),
-            "digit": int(self.digit),
-            "confidence": float(self.confidence),
-            "processing_ms": float(self.processing_ms),
-        }
-        for name, value in normalised.items():
-            object.__setattr__(self, name, value)
-
-    @classmethod
-    def create(
-        cls,
-        *,
-        source: str,
-        image: bytes,
-        content_type: str,
-        filename: str,
-        model_input_png: bytes,
-        digit: int,
-        confidence: float,
-        probabilities: tuple[float, ...],
-        model_version: str,
-        processing_ms: float,
-        created_at: datetime | None = None,
-    ) -> Prediction:
-        """A new prediction with a fresh time-based id for ``created_at`` (default: now)."""
-        created_at = created_at or datetime.now(UTC)
-        return cls(
-            # From the full-precision time: predictions made within one millisecond (the
-            # precision of created_at) still list in the order they were made.
-            id=uuid_from_time(created_at),
-            created_at=created_at,
-            source=source,
-            image=image,
-            content_type=content_type,
-            filename=filename,
-            model_input_png=model_input_png,
-            digit=digit,
-            confidence=confidence,
-            probabilities=probabilities,
-            model_version=model_version,
-            processing_ms=processing_ms,
-        )
-
-    @property
-    def image_size(self) -> int:
-        return len(self.image)
-
-
-@dataclass(frozen=True)
-class PredictionSummary(_Dated):
-    """A row of a listing (newest first, or per digit): no original image, the 28x28 PNG."""
-
-    id: uuid.UUID
-    created_at: datetime
-    source: str
-    filename: str
-    content_type: str
-    image_size: int
-    digit: int
-    confidence: float
-    model_version: str
-    model_input_png: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Correction:
-    """The true digit a person gave for a prediction, with what retraining needs."""
-
-    prediction_id: uuid.UUID
-    true_digit: int
-    predicted_digit: int
-    corrected_at: datetime
-    model_version: str
-    model_input_png: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a listing, newest first, and the cursor for the next (older) page."""
-
-    items: list[PredictionSummary]
-    #: Pass as ``before`` to get the next page; None on the last page.
-    next_before: uuid.UUID | None
 
 
 # Column names are the dataclasses' field names: one list decides statements and values.
@@ -235,7 +71,7 @@ _SUMMARY_COLUMNS = tuple(f.name for f in fields(PredictionSummary))
 _BATCH_BYTES = 5 * 1024
 _BATCH_PARTITIONS = 10
 #: What a prediction's rows hold besides images and text, as Cassandra sizes a batch (cell
-#: timestamps, numbers, keys): measured about 950 bytes per prediction, rounded up.
+#: timestamps, numbers, keys), rounded up so that a batch stays under the warning.
 _ROW_BYTES = 1000
 
 
@@ -427,9 +263,9 @@ class PredictionStore:
     ) -> list[tuple[Statement, tuple[Any, ...] | None]]:
         """The predictions' rows in as few requests as Cassandra takes without a warning.
 
-        Cassandra spends most of a small write on the request, not the rows (README: "Load
-        benchmark"), so rows go as unlogged batches, each holding the rows of as many
-        predictions as stay within its size and partition limits. Unlogged, because a logged
+        Cassandra spends most of a small write on the request, not the rows, so rows go as
+        unlogged batches, each holding the rows of as many predictions as stay within its
+        size and partition limits. Unlogged, because a logged
         batch costs Cassandra a batchlog write and delete, and atomicity is not needed: a
         failed save is retried whole (the outbox replays it) and rewrites the same rows. A
         full row too large for any batch (an image of more than about 3 KiB, up to
@@ -569,14 +405,7 @@ class PredictionStore:
         prediction = self.get(prediction_id)
         if prediction is None:
             raise UnknownPrediction(f"no prediction with id {prediction_id}")
-        correction = Correction(
-            prediction_id=prediction.id,
-            true_digit=int(true_digit),
-            predicted_digit=prediction.digit,
-            corrected_at=_utc_millis(datetime.now(UTC)),
-            model_version=prediction.model_version,
-            model_input_png=prediction.model_input_png,
-        )
+        correction = Correction.of(prediction, true_digit)
         try:
             self._session.execute(
                 self._insert_correction,
@@ -626,42 +455,48 @@ def _correction(row: Any) -> Correction:
     )
 
 
-_lock = threading.Lock()
-_stores: dict[CassandraSettings, PredictionStore] = {}
+class StoreConnector:
+    """This process's store for one keyspace, connected on first use and shared by the app's
+    services and recorder; a failed connection raises StorageError and is tried again on the
+    next call.
 
-
-def get_store(settings: CassandraSettings | None = None) -> PredictionStore:
-    """This process's store for these settings (default: the environment's), connected on
-    first use; a failed connection raises StorageError and is tried again on the next call.
-
-    Under gunicorn, call it in the workers (e.g. per request), not at import time in the
-    master: a forked child never reuses its parent's connections (see _after_fork).
+    Fork-safe: a driver Cluster's threads and sockets belong to the process that connected
+    it, so a process forked after the connection (e.g. from a gunicorn master that preloads
+    the app) connects anew and never touches its parent's session.
     """
-    settings = settings or CassandraSettings.from_env()
-    with _lock:
-        if (store := _stores.get(settings)) is None:
-            store = _stores[settings] = PredictionStore.connect(settings)
-        return store
+
+    def __init__(self, settings: CassandraSettings) -> None:
+        self.settings = settings
+        # Per process id; setdefault is atomic, so the threads of a new child agree on one.
+        self._slots: dict[int, _Slot] = {}
+
+    def _slot(self) -> _Slot:
+        pid = os.getpid()
+        return self._slots.get(pid) or self._slots.setdefault(pid, _Slot())
+
+    def get(self) -> PredictionStore:
+        """The connected store; connects if this process has none yet."""
+        slot = self._slot()
+        with slot.lock:
+            if slot.store is None:
+                slot.store = PredictionStore.connect(self.settings)
+            return slot.store
+
+    def current(self) -> PredictionStore | None:
+        """The store if this process connected it; never connects, never waits (not even
+        for a connection another thread is making under the lock)."""
+        return self._slot().store
+
+    def close(self) -> None:
+        """Closes this process's store, if any; a later :meth:`get` connects again."""
+        slot = self._slot()
+        with slot.lock:
+            if slot.store is not None:
+                slot.store.close()
+                slot.store = None
 
 
-def current_store(settings: CassandraSettings) -> PredictionStore | None:
-    """This process's store for these settings if it is connected; never connects, never
-    waits (not even for a connection another thread is making under the lock)."""
-    return _stores.get(settings)  # a single dict read is atomic
-
-
-def close_store() -> None:
-    """Closes this process's stores, if any (e.g. in gunicorn's worker_exit hook)."""
-    with _lock:
-        while _stores:
-            _stores.popitem()[1].close()
-
-
-def _after_fork() -> None:
-    # The driver's threads and sockets belong to the parent; the child connects anew.
-    global _lock
-    _lock = threading.Lock()
-    _stores.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork)
+@dataclass
+class _Slot:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    store: PredictionStore | None = None

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from .classifier import IMAGE_SHAPE, NUM_CLASSES, Classifier, card_path
 from .evaluation import evaluate
-from .mnist import Mnist, split_validation
+from .mnist import Mnist, split_validation, to_float
 from .model import build_model, save_litert
 
 IMAGE_SIDE = IMAGE_SHAPE[0]
@@ -94,11 +94,6 @@ def augment(images: tf.Tensor, hp: HyperParameters) -> tf.Tensor:
     x = tf.where(choice < half, x + strength * (dilated - x), x)
     x = tf.where((choice >= half) & (choice < hp.thickness_jitter), x + strength * (eroded - x), x)
     return tf.clip_by_value(x[..., 0], 0.0, 1.0)
-
-
-def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 MNIST pixels -> float32 in [0, 1], the model's input format."""
-    return images.astype(np.float32) / 255.0
 
 
 def _dataset(

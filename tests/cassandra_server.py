@@ -23,11 +23,11 @@ from types import ModuleType
 from typing import TypeVar
 
 from cassandra.cluster import NoHostAvailable
+from support import REPO_ROOT
 
 from flaskandmnist.config import CassandraSettings
 from flaskandmnist.storage import StorageError, build_cluster
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CONTAINER_IMAGE = "cassandra:5.0"
 HEAP = "512m"
 NOT_OURS = "the tests cannot restart a server they did not start (CASSANDRA_TEST_CONTACT_POINTS)"

@@ -18,6 +18,7 @@ from cassandra_server import CassandraServer, open_server
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
+from support import REPO_ROOT, find_mnist
 
 from csd import DDL_TIMEOUT_S, ensure_schema, replication_of
 from flaskandmnist.classifier import Classifier
@@ -31,17 +32,15 @@ from flaskandmnist.config import (
     WebSettings,
 )
 from flaskandmnist.mnist import Mnist, load_mnist
-from flaskandmnist.storage import PredictionStore, build_cluster, close_store
-from flaskandmnist.web import create_app
+from flaskandmnist.storage import PredictionStore, build_cluster
+from flaskandmnist.web import close_app, create_app
 from flaskandmnist.web.services import services
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    """The local MNIST folder: MNIST_DIR, else the shared copy beside the checkout."""
-    folder = Path(os.environ.get("MNIST_DIR") or REPO_ROOT.parent / "shared" / "data" / "mnist")
+    """The local MNIST folder (tests/support.py says where it is looked for)."""
+    folder = find_mnist()
     if not folder.is_dir():
         pytest.fail(f"MNIST folder {folder} not found: set MNIST_DIR to the local copy")
     return folder
@@ -87,8 +86,6 @@ def cassandra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraSer
     try:
         yield server
     finally:
-        # The apps' sessions go first: the driver would go on reconnecting to a dead server.
-        close_store()
         server.shutdown()
 
 
@@ -152,7 +149,8 @@ def make_app(
 ) -> Iterator[Callable[..., Flask]]:
     """Builds an app on a fresh keyspace; keyword arguments override WebSettings fields, and
     ``settings`` gives the others (its cassandra and web are replaced). The apps' outbox
-    drainers are stopped at the end, before the server."""
+    drainers and Cassandra sessions are closed at the end, before the server (the driver
+    would go on reconnecting to a dead one)."""
     # The tests' own outbox folder, never the user's; a generous write deadline, so that a
     # busy CI machine does not queue a write that a test then reads back at once.
     test_outbox = OutboxSettings(
@@ -179,8 +177,7 @@ def make_app(
     made: list[Flask] = []
     yield make
     for app in made:
-        with app.app_context():
-            services().recorder.close()
+        close_app(app)
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from docker.utils.build import exclude_paths
+from support import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKER_COMPOSE = Path(sys.executable).parent / "docker-compose"

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from PIL import Image
 
-from flaskandmnist.storage import Prediction
+from flaskandmnist.domain import Prediction
 
 
 def png(width: int, height: int, seed: int = 0) -> bytes:

@@ -22,9 +22,8 @@ from PIL import Image
 from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import CassandraSettings, OutboxSettings, Settings, WebSettings
 from flaskandmnist.storage import PredictionStore
-from flaskandmnist.web import create_app
+from flaskandmnist.web import close_app, create_app
 from flaskandmnist.web.security import PROTECTED_ENDPOINTS
-from flaskandmnist.web.services import services
 
 pytestmark = pytest.mark.cassandra
 
@@ -444,8 +443,7 @@ def test_unreachable_cassandra_is_503_with_retry_after(
             assert error_of(response) == "storage_unavailable"
             assert response.headers["Retry-After"].isdigit()
     finally:
-        with app.app_context():
-            services().recorder.close()
+        close_app(app)
 
 
 # --- The OpenAPI document ------------------------------------------------------------------

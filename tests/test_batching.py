@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from support import wait_until
 
 from flaskandmnist.batching import MicroBatcher, joined
 from flaskandmnist.classifier import Classifier
-from flaskandmnist.mnist import Mnist
-from flaskandmnist.training import to_float
+from flaskandmnist.mnist import Mnist, to_float
 
 
 def tagged(tag: int, count: int) -> np.ndarray:
@@ -67,10 +67,7 @@ def queue_behind_first(batcher: MicroBatcher, gate: Gate, calls: list) -> list:
     futures = [pool.submit(call, calls[0])]
     assert gate.entered.wait(30)
     futures += [pool.submit(call, images) for images in calls[1:]]
-    deadline = time.monotonic() + 30
-    while len(batcher._waiting) < len(calls) - 1:  # all the others wait
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until(lambda: len(batcher._waiting) == len(calls) - 1, 30, "all the others wait")
     gate.release.set()
     results = [future.result(30) for future in futures]
     pool.shutdown()

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pytest
 from cassandra_server import CassandraServer
-from live_server import REPO_ROOT, gunicorn
 from PIL import Image
 from playwright.sync_api import (
     Browser,
@@ -29,6 +28,7 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
+from support import REPO_ROOT, gunicorn
 
 from flaskandmnist.classifier import Classifier
 from flaskandmnist.mnist import Mnist

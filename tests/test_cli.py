@@ -13,8 +13,7 @@ from flaskandmnist.__main__ import main
 from flaskandmnist.classifier import Classifier, ModelNotFoundError, card_path, litert_path
 from flaskandmnist.config import DEFAULT_MODEL_PATH
 from flaskandmnist.imaging import mnist_to_png
-from flaskandmnist.mnist import Mnist
-from flaskandmnist.training import to_float
+from flaskandmnist.mnist import Mnist, to_float
 
 
 def test_predict_names_the_digit_in_each_file(

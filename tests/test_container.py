@@ -36,8 +36,9 @@ from container_files import (
 from docker.utils.build import exclude_paths
 from gunicorn.config import Config
 
+import flaskandmnist.web
 from flaskandmnist.config import ConfigError, Settings, WebSettings
-from flaskandmnist.web.services import EXTENSION
+from flaskandmnist.web.services import Services
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 #: What gunicorn runs in the image, and scripts/serve.sh too.
@@ -517,22 +518,31 @@ def test_bad_settings_stop_the_server_before_any_worker(load_conf: LoadConf) -> 
         load_conf(WEB_WORKERS="0")
 
 
-def test_worker_exit_closes_the_recorder_then_the_cassandra_session(
-    load_conf: LoadConf, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The recorder replays its queue through the session, so it closes first
+def test_worker_exit_closes_the_app(load_conf: LoadConf, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn's hook stops what the app started through the app's one close
     (tests/test_outbox.py runs the real thing under gunicorn)."""
-    module = load_conf()
-    closed: list[str] = []
-    monkeypatch.setattr(module, "close_store", lambda: closed.append("store"))
-    recorder = SimpleNamespace(close=lambda: closed.append("recorder"))
-    app = SimpleNamespace(extensions={EXTENSION: SimpleNamespace(recorder=recorder)})
-    hook = as_gunicorn_config(module).worker_exit
+    closed: list[object] = []
+    monkeypatch.setattr(flaskandmnist.web, "close_app", closed.append)
+    hook = as_gunicorn_config(load_conf()).worker_exit
+    app = object()
     hook(None, SimpleNamespace(wsgi=app))
+    assert closed == [app]
+    hook(None, SimpleNamespace(wsgi=None))  # the app failed to load: nothing was started
+    assert closed == [app]
+
+
+def test_closing_the_services_closes_the_recorder_then_the_store() -> None:
+    """The recorder replays its queue through the store's session, so it closes first."""
+    closed: list[str] = []
+    services = Services(
+        settings=Settings(),
+        classifier=None,  # not used by close
+        recognizer=None,
+        recorder=SimpleNamespace(close=lambda: closed.append("recorder")),
+        stores=SimpleNamespace(close=lambda: closed.append("store")),
+    )
+    services.close()
     assert closed == ["recorder", "store"]
-    closed.clear()
-    hook(None, SimpleNamespace(wsgi=None))  # the app failed to load: only the session
-    assert closed == ["store"]
 
 
 # --- scripts/serve.sh -------------------------------------------------------------------

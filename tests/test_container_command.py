@@ -23,7 +23,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,15 +37,15 @@ from pathlib import Path
 import pytest
 from cassandra.cluster import Session
 from cassandra_server import CassandraServer, load_local_cassandra
-from container_files import REPO_ROOT, Instruction, build_context, compose_config, dockerfile
+from container_files import Instruction, build_context, compose_config, dockerfile
+from support import REPO_ROOT, free_port, wait_until, wait_until_serving
 
 from flaskandmnist.imaging import mnist_to_png
-from flaskandmnist.mnist import Mnist
-from flaskandmnist.training import to_float
+from flaskandmnist.mnist import Mnist, to_float
 
 pytestmark = [pytest.mark.slow, pytest.mark.cassandra]
 
-#: Each of the two workers loads TensorFlow and the model: slow on a busy two-core machine.
+#: Each of the two workers loads the model and connects: slow on a busy two-core machine.
 START_TIMEOUT_S = 240.0
 
 
@@ -182,12 +181,6 @@ def image() -> Iterator[Image]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class Container:
     url: str
@@ -241,17 +234,7 @@ def container(
     url = f"http://127.0.0.1:{env['PORT']}"
     try:
         started = time.monotonic()
-        while True:
-            try:
-                if _get(f"{url}/healthz")[0] == 200:
-                    break
-            except (urllib.error.URLError, OSError):
-                pass
-            if process.poll() is not None:
-                pytest.fail(f"the CMD exited with {process.returncode}:\n{stderr.read_text()}")
-            if time.monotonic() - started > START_TIMEOUT_S:
-                pytest.fail(f"no /healthz within {START_TIMEOUT_S:.0f} s:\n{stderr.read_text()}")
-            time.sleep(0.5)
+        wait_until_serving(process, f"{url}/healthz", stderr, START_TIMEOUT_S)
         print(f"CMD answered /healthz after {time.monotonic() - started:.0f} s")
         yield Container(url, env, keyspace, process, stdout, stderr)
     finally:
@@ -274,10 +257,8 @@ def test_schema_job_created_the_keyspace(container: Container, cql_session: Sess
 
 def test_health_routes_answer(container: Container) -> None:
     assert _get(f"{container.url}/healthz") == (200, {"status": "ok"})
-    deadline = time.monotonic() + 60  # a worker may still be connecting to Cassandra
-    while (status := _get(f"{container.url}/readyz")[0]) != 200 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert status == 200
+    # A worker may still be connecting to Cassandra.
+    wait_until(lambda: _get(f"{container.url}/readyz")[0] == 200, what="/readyz answers 200")
 
 
 def test_the_images_healthcheck_passes(container: Container, image: Image) -> None:

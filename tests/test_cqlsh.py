@@ -19,7 +19,8 @@ from cassandra_server import REPO_ROOT, CassandraServer
 from sample_predictions import make_prediction
 
 from csd import ensure_schema, replication_of
-from flaskandmnist.storage import Prediction, PredictionStore
+from flaskandmnist.domain import Prediction
+from flaskandmnist.storage import PredictionStore
 
 pytestmark = pytest.mark.cassandra
 

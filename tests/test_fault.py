@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cassandra.cluster import Session
 from cassandra_server import CassandraServer, eventually
-from live_server import gunicorn
+from support import gunicorn, wait_until
 
 from benchmarks.fault import (
     Check,
@@ -26,6 +26,19 @@ from benchmarks.fault import (
 pytestmark = [pytest.mark.cassandra, pytest.mark.slow]
 
 CLIENTS = 4
+
+
+#: Predictions answered in each phase of the test before the next begins.
+PER_PHASE = 20
+
+
+def answered_since(load: Load, moment: float) -> None:
+    """Waits until PER_PHASE predictions sent after ``moment`` were answered 201."""
+    wait_until(
+        lambda: sum(a.status == 201 and a.sent >= moment for a in list(load.answers)) >= PER_PHASE,
+        timeout=120,
+        what=f"{PER_PHASE} predictions answered",
+    )
 
 
 def test_cassandra_outage_and_a_killed_worker_lose_and_duplicate_nothing(
@@ -49,14 +62,15 @@ def test_cassandra_outage_and_a_killed_worker_lose_and_duplicate_nothing(
         watch = OutboxWatch(outbox)
         load = Load(f"{url}/api/v1/predictions", mnist_pngs(20), CLIENTS).start()
         try:
-            time.sleep(3)  # Cassandra up: stored before the answer
+            # Each phase lasts until the service answered a number of predictions in it.
+            answered_since(load, 0.0)  # Cassandra up: stored before the answer
             cassandra.stop()
             stopped = time.monotonic()
             killed = kill_a_worker_with_a_queue(master, outbox)
-            time.sleep(3)
+            answered_since(load, stopped)  # Cassandra down: queued in the outbox
             cassandra.start()
             back = time.monotonic()
-            time.sleep(3)
+            answered_since(load, back)
         finally:
             answers = load.stop()
         watch.wait_empty(timeout=120)

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from werkzeug.routing import Rule
 
 from flaskandmnist.config import SecuritySettings, Settings
-from flaskandmnist.storage import sanitize_filename
+from flaskandmnist.domain import sanitize_filename
 
 pytestmark = pytest.mark.cassandra
 

@@ -14,14 +14,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.multiprocess import mark_process_dead
 from prometheus_client.parser import text_string_to_metric_families
+from support import REPO_ROOT
 
 from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import CassandraSettings, OutboxSettings, Settings, WebSettings
 from flaskandmnist.metrics import exposition
-from flaskandmnist.web import create_app
-from flaskandmnist.web.services import EXTENSION
+from flaskandmnist.web import close_app, create_app
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PREDICT = "/api/v1/predictions"
 #: A port nothing listens on: Cassandra refuses every connection.
 DOWN = CassandraSettings(port=1, connect_timeout_s=1.0)
@@ -57,7 +56,7 @@ def degraded_app(classifier: Classifier, tmp_path: Path) -> Iterator[Flask]:
     )
     app = create_app(settings, classifier=classifier)
     yield app
-    app.extensions[EXTENSION].recorder.close()
+    close_app(app)
 
 
 def test_healthz_says_the_process_is_alive(degraded_app: Flask) -> None:
@@ -121,7 +120,7 @@ def test_unavailable_when_neither_cassandra_nor_the_outbox_can_store(
             assert response.get_json()["error"]["code"] == "storage_unavailable"
             assert response.headers["Retry-After"].isdigit()
         finally:
-            app.extensions[EXTENSION].recorder.close()
+            close_app(app)
 
 
 @pytest.mark.cassandra

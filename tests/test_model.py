@@ -15,9 +15,8 @@ from PIL import Image
 from flaskandmnist.classifier import Classifier, ModelNotFoundError, card_path, litert_path
 from flaskandmnist.config import DEFAULT_MODEL_PATH
 from flaskandmnist.imaging import to_mnist
-from flaskandmnist.mnist import Mnist
+from flaskandmnist.mnist import Mnist, to_float
 from flaskandmnist.model import build_model, to_litert
-from flaskandmnist.training import to_float
 
 #: A fixed sample of the MNIST test set, the same on every run.
 SAMPLE = np.random.default_rng(2024).choice(10000, size=300, replace=False)
@@ -109,18 +108,35 @@ def test_a_litert_model_the_card_does_not_name_is_refused(tmp_path: Path) -> Non
         Classifier.load(weights)
 
 
-def test_serving_loads_neither_tensorflow_nor_keras() -> None:
-    """The web app and the classifier run on LiteRT alone: a worker does not pay for
-    TensorFlow's memory and import time (README: "The model")."""
+def test_serving_and_the_cli_predict_load_neither_tensorflow_nor_keras(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    """The web app and ``python -m flaskandmnist predict`` run on LiteRT alone: neither a
+    worker nor the command pays for TensorFlow's memory and import time."""
+    seven = tmp_path / "seven.png"
+    seven.write_bytes(png(255 - mnist.test_images[0]))
+    # Cassandra on a port nothing listens on: the app starts anyway (its outbox queues).
+    settings = (
+        "config.Settings(cassandra=config.CassandraSettings(port=1, connect_timeout_s=1.0), "
+        f"outbox=config.OutboxSettings(directory=Path({str(tmp_path)!r})), "
+        "web=config.WebSettings(secret_key='test'))"
+    )
     code = (
         "import sys\n"
-        "from flaskandmnist.classifier import Classifier\n"
-        "from flaskandmnist.config import DEFAULT_MODEL_PATH\n"
-        "import flaskandmnist.web\n"
-        "Classifier.load(DEFAULT_MODEL_PATH).predict_one(__import__('numpy').zeros((28, 28)))\n"
+        "from pathlib import Path\n"
+        "from flaskandmnist.__main__ import main\n"
+        "from flaskandmnist import config\n"
+        "from flaskandmnist.web import close_app, create_app\n"
+        f"app = create_app({settings})\n"
+        "assert app.test_client().get('/healthz').status_code == 200\n"
+        "close_app(app)\n"
+        f"assert main(['predict', {str(seven)!r}]) == 0\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
     )
-    assert result.stdout.strip() == "[]"
+    assert result.returncode == 0, result.stderr
+    predicted, loaded = result.stdout.splitlines()
+    assert predicted.startswith(f"{seven}: 7 (confidence ")
+    assert loaded == "[]"

@@ -20,27 +20,21 @@ from pathlib import Path
 import pytest
 from cassandra.cluster import Session
 from cassandra_server import CassandraServer
-from live_server import gunicorn
 from prometheus_client import REGISTRY
 from sample_predictions import make_prediction
+from support import gunicorn, wait_until
 
 from flaskandmnist.config import CassandraSettings, ConfigError, OutboxSettings, Settings
+from flaskandmnist.domain import Prediction
 from flaskandmnist.outbox import Outbox, OutboxError
 from flaskandmnist.recorder import Health, Recorder
-from flaskandmnist.storage import Prediction, StorageError, get_store
+from flaskandmnist.storage import PredictionStore, StorageError, StoreConnector
 
 TESTS_DIR = Path(__file__).resolve().parent
 
 
 def predictions(count: int, digit: int = 3) -> list[Prediction]:
     return [make_prediction(digit, seed=seed) for seed in range(count)]
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def files(folder: Path) -> list[str]:
@@ -212,6 +206,31 @@ def ks_settings(
     return cassandra.settings(new_keyspace("test_outbox"))
 
 
+@pytest.fixture
+def ks_store(ks_settings: CassandraSettings) -> Iterator[PredictionStore]:
+    """A store of the test's keyspace, to check what a recorder stored."""
+    store = PredictionStore.connect(ks_settings)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def make_recorder() -> Iterator[Callable[[Settings], Recorder]]:
+    """Builds and starts recorders as the app's services do. Each test closes its recorders
+    (closing replays through the store); their stores are closed after the test."""
+    connectors: list[StoreConnector] = []
+
+    def make(settings: Settings) -> Recorder:
+        connectors.append(stores := StoreConnector(settings.cassandra))
+        recorder = Recorder(settings, stores)
+        recorder.start()
+        return recorder
+
+    yield make
+    for stores in connectors:
+        stores.close()
+
+
 def recorder_settings(cassandra: CassandraSettings, folder: Path, **outbox: object) -> Settings:
     return Settings(cassandra=cassandra, outbox=OutboxSettings(**{"directory": folder, **outbox}))
 
@@ -231,11 +250,15 @@ def assert_stored_once(session: Session, keyspace: str, records: list[Prediction
 
 @pytest.mark.cassandra
 def test_predictions_are_answered_while_cassandra_was_never_reachable_and_replayed_once(
-    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+    ks_settings: CassandraSettings,
+    tmp_path: Path,
+    cql_session: Session,
+    make_recorder: Callable[[Settings], Recorder],
+    ks_store: PredictionStore,
 ) -> None:
     queued = predictions(5) + predictions(70, digit=9)  # more than one replay group
     # A worker that never reached Cassandra: it answers and queues...
-    down = Recorder(recorder_settings(unreachable(ks_settings), tmp_path))
+    down = make_recorder(recorder_settings(unreachable(ks_settings), tmp_path))
     try:
         down.record_many(queued[:5])
         down.record_many(queued[5:])
@@ -244,30 +267,32 @@ def test_predictions_are_answered_while_cassandra_was_never_reachable_and_replay
         down.close()  # ... and dies; its file waits
     # One prediction reached Cassandra before (its write landed, the answer was lost): the
     # replay writes it again, under the same id.
-    get_store(ks_settings).save(queued[0])
+    ks_store.save(queued[0])
 
-    heir = Recorder(recorder_settings(ks_settings, tmp_path))
+    heir = make_recorder(recorder_settings(ks_settings, tmp_path))
     try:
-        wait_for(lambda: files(tmp_path) == [])  # adopted, replayed, deleted
+        wait_until(lambda: files(tmp_path) == [])  # adopted, replayed, deleted
         assert heir.health().outbox_depth == 0
         for table in ("predictions", "predictions_by_day"):
             ids = stored_ids(cql_session, ks_settings.keyspace, table, queued)
             assert ids == sorted(p.id for p in queued), table  # each exactly once
-        assert get_store(ks_settings).get(queued[-1].id) == queued[-1]
+        assert ks_store.get(queued[-1].id) == queued[-1]
     finally:
         heir.close()
 
 
 @pytest.mark.cassandra
 def test_a_reachable_cassandra_stores_before_the_answer(
-    ks_settings: CassandraSettings, tmp_path: Path
+    ks_settings: CassandraSettings,
+    tmp_path: Path,
+    make_recorder: Callable[[Settings], Recorder],
+    ks_store: PredictionStore,
 ) -> None:
-    recorder = Recorder(recorder_settings(ks_settings, tmp_path))
+    recorder = make_recorder(recorder_settings(ks_settings, tmp_path))
     try:
         made = predictions(3)
         recorder.record_many(made)
-        store = get_store(ks_settings)
-        assert [store.get(p.id) for p in made] == made  # no wait: stored, not queued
+        assert [ks_store.get(p.id) for p in made] == made  # no wait: stored, not queued
         assert recorder.health() == Health(cassandra="ok", outbox_depth=0, accepting=True)
         assert files(tmp_path) == []
     finally:
@@ -299,9 +324,12 @@ def cassandra_writes(path: str) -> float:
 
 @pytest.mark.cassandra
 def test_concurrent_requests_share_writes_and_each_prediction_is_stored_once(
-    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+    ks_settings: CassandraSettings,
+    tmp_path: Path,
+    cql_session: Session,
+    make_recorder: Callable[[Settings], Recorder],
 ) -> None:
-    recorder = Recorder(recorder_settings(ks_settings, tmp_path))
+    recorder = make_recorder(recorder_settings(ks_settings, tmp_path))
     calls = [[make_prediction(i % 10, seed=i)] for i in range(64)]
     made = [p for call in calls for p in call]
     writes_before = cassandra_writes("request")
@@ -319,18 +347,21 @@ def test_concurrent_requests_share_writes_and_each_prediction_is_stored_once(
 
 @pytest.mark.cassandra
 def test_when_a_shared_write_fails_every_request_in_it_queues_its_own(
-    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+    ks_settings: CassandraSettings,
+    tmp_path: Path,
+    cql_session: Session,
+    make_recorder: Callable[[Settings], Recorder],
 ) -> None:
     calls = [predictions(3, digit=i) for i in range(10)]
-    down = Recorder(recorder_settings(unreachable(ks_settings), tmp_path))
+    down = make_recorder(recorder_settings(unreachable(ks_settings), tmp_path))
     try:
         record_concurrently(down, calls)  # answered: none raises
         assert down.health().outbox_depth == 30
     finally:
         down.close()
-    heir = Recorder(recorder_settings(ks_settings, tmp_path))
+    heir = make_recorder(recorder_settings(ks_settings, tmp_path))
     try:
-        wait_for(lambda: files(tmp_path) == [])
+        wait_until(lambda: files(tmp_path) == [])
         assert_stored_once(cql_session, ks_settings.keyspace, [p for c in calls for p in c])
     finally:
         heir.close()
@@ -338,30 +369,38 @@ def test_when_a_shared_write_fails_every_request_in_it_queues_its_own(
 
 @pytest.mark.cassandra
 def test_a_write_that_misses_the_deadline_is_queued_and_still_stored_once(
-    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+    ks_settings: CassandraSettings,
+    tmp_path: Path,
+    cql_session: Session,
+    make_recorder: Callable[[Settings], Recorder],
+    ks_store: PredictionStore,
 ) -> None:
     # 4 MiB cannot reach Cassandra within 1 ms: the request gives up and queues it, while
     # the write it sent may still land; the replay then writes the same rows again.
     slow = make_prediction(2, image=b"\x89PNG" + os.urandom(4 * 1024 * 1024))
     queued_before = REGISTRY.get_sample_value("flaskandmnist_outbox_queued_total") or 0
-    recorder = Recorder(recorder_settings(ks_settings, tmp_path, write_deadline_ms=1))
+    recorder = make_recorder(recorder_settings(ks_settings, tmp_path, write_deadline_ms=1))
     try:
         recorder.record_many([slow])
         assert REGISTRY.get_sample_value("flaskandmnist_outbox_queued_total") == (queued_before + 1)
-        wait_for(lambda: recorder.health().outbox_depth == 0)  # replayed
+        wait_until(lambda: recorder.health().outbox_depth == 0)  # replayed
         for table in ("predictions", "predictions_by_day", "predictions_by_digit"):
             assert stored_ids(cql_session, ks_settings.keyspace, table, [slow]) == [slow.id]
-        assert get_store(ks_settings).get(slow.id) == slow
+        assert ks_store.get(slow.id) == slow
     finally:
         recorder.close()
 
 
 @pytest.mark.cassandra
 def test_write_behind_answers_from_the_outbox_and_stores_every_prediction_once(
-    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+    ks_settings: CassandraSettings,
+    tmp_path: Path,
+    cql_session: Session,
+    make_recorder: Callable[[Settings], Recorder],
+    ks_store: PredictionStore,
 ) -> None:
     queued_before = REGISTRY.get_sample_value("flaskandmnist_outbox_queued_total") or 0
-    recorder = Recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
+    recorder = make_recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
     try:
         made = [predictions(1, digit=i % 10)[0] for i in range(40)]
         for i in range(0, 40, 4):
@@ -371,11 +410,11 @@ def test_write_behind_answers_from_the_outbox_and_stores_every_prediction_once(
             queued_before + 40
         )
         # ... and the drainer stored each of them once, then emptied the queue.
-        wait_for(lambda: recorder.health().outbox_depth == 0)
+        wait_until(lambda: recorder.health().outbox_depth == 0)
         for table in ("predictions", "predictions_by_day", "predictions_by_digit"):
             ids = stored_ids(cql_session, ks_settings.keyspace, table, made)
             assert ids == sorted(p.id for p in made), table
-        assert get_store(ks_settings).get(made[-1].id) == made[-1]
+        assert ks_store.get(made[-1].id) == made[-1]
     finally:
         recorder.close()
 
@@ -386,6 +425,7 @@ def test_concurrent_requests_share_outbox_transactions(
     tmp_path: Path,
     cql_session: Session,
     monkeypatch: pytest.MonkeyPatch,
+    make_recorder: Callable[[Settings], Recorder],
 ) -> None:
     appends: list[int] = []
     append_many = Outbox.append_many
@@ -395,13 +435,13 @@ def test_concurrent_requests_share_outbox_transactions(
         append_many(outbox, records)
 
     monkeypatch.setattr(Outbox, "append_many", counted)
-    recorder = Recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
+    recorder = make_recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
     calls = [[make_prediction(i % 10, seed=i)] for i in range(64)]
     try:
         record_concurrently(recorder, calls)
         # One fsynced transaction for the calls that arrived while one was under way.
         assert sum(appends) == len(calls) and len(appends) < len(calls)
-        wait_for(lambda: recorder.health().outbox_depth == 0)
+        wait_until(lambda: recorder.health().outbox_depth == 0)
         assert_stored_once(cql_session, ks_settings.keyspace, [p for c in calls for p in c])
     finally:
         recorder.close()
@@ -409,16 +449,19 @@ def test_concurrent_requests_share_outbox_transactions(
 
 @pytest.mark.cassandra
 def test_write_behind_stores_records_queued_one_by_one_a_group_at_a_time(
-    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+    ks_settings: CassandraSettings,
+    tmp_path: Path,
+    cql_session: Session,
+    make_recorder: Callable[[Settings], Recorder],
 ) -> None:
-    recorder = Recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
+    recorder = make_recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
     made = [make_prediction(i % 10, seed=i) for i in range(20)]
     writes_before = cassandra_writes("replay")
     try:
         for prediction in made:  # one request after another, each answered at once
             recorder.record_many([prediction])
             time.sleep(0.005)  # long enough for a write to Cassandra
-        wait_for(lambda: recorder.health().outbox_depth == 0)
+        wait_until(lambda: recorder.health().outbox_depth == 0)
         # The drainer waited for records to gather instead of writing each on its own.
         assert cassandra_writes("replay") - writes_before <= 5  # 14 without the wait
         assert_stored_once(cql_session, ks_settings.keyspace, made)
@@ -428,10 +471,13 @@ def test_write_behind_stores_records_queued_one_by_one_a_group_at_a_time(
 
 @pytest.mark.cassandra
 def test_closing_replays_what_is_queued_while_cassandra_takes_it(
-    ks_settings: CassandraSettings, tmp_path: Path, cql_session: Session
+    ks_settings: CassandraSettings,
+    tmp_path: Path,
+    cql_session: Session,
+    make_recorder: Callable[[Settings], Recorder],
 ) -> None:
     made = predictions(300)
-    recorder = Recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
+    recorder = make_recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
     recorder.record_many(made)
     recorder.close()  # at once: far from all are replayed yet
     assert files(tmp_path) == []
@@ -480,11 +526,14 @@ def test_write_behind_needs_the_outbox() -> None:
         OutboxSettings.from_env({"OUTBOX_WRITE_BEHIND": "1", "OUTBOX_ENABLED": "0"})
 
 
-def test_without_outbox_a_failed_write_is_an_error(tmp_path: Path) -> None:
+def test_without_outbox_a_failed_write_is_an_error(
+    tmp_path: Path,
+    make_recorder: Callable[[Settings], Recorder],
+) -> None:
     settings = recorder_settings(
         unreachable(CassandraSettings(keyspace="ks")), tmp_path, enabled=False
     )
-    recorder = Recorder(settings)
+    recorder = make_recorder(settings)
     try:
         with pytest.raises(StorageError):
             recorder.record_many(predictions(1))
@@ -495,10 +544,13 @@ def test_without_outbox_a_failed_write_is_an_error(tmp_path: Path) -> None:
         recorder.close()
 
 
-def test_when_neither_cassandra_nor_the_outbox_can_store_it_is_an_error(tmp_path: Path) -> None:
+def test_when_neither_cassandra_nor_the_outbox_can_store_it_is_an_error(
+    tmp_path: Path,
+    make_recorder: Callable[[Settings], Recorder],
+) -> None:
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
-    recorder = Recorder(recorder_settings(unreachable(CassandraSettings()), not_a_folder))
+    recorder = make_recorder(recorder_settings(unreachable(CassandraSettings()), not_a_folder))
     try:
         with pytest.raises(StorageError, match="cannot store or queue"):
             recorder.record_many(predictions(1))

@@ -17,8 +17,9 @@ from PIL import Image
 from sample_predictions import make_prediction
 from werkzeug.test import TestResponse
 
+from flaskandmnist.domain import Prediction
 from flaskandmnist.mnist import Mnist
-from flaskandmnist.storage import Prediction, PredictionStore
+from flaskandmnist.storage import PredictionStore
 from flaskandmnist.web.services import services
 
 pytestmark = pytest.mark.cassandra

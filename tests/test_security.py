@@ -11,7 +11,6 @@ import ipaddress
 import socket
 import ssl
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -222,11 +221,9 @@ def test_image_file_over_its_own_limit_is_413(limited_app: Flask) -> None:
 def test_huge_declared_dimensions_are_refused_before_decoding(
     client: FlaskClient, image: bytes
 ) -> None:
-    """These files hold no pixels: a decoder would call them truncated (422). A fast 413
+    """These files hold no pixels: a decoder would call them truncated (422), so a 413
     shows that the header alone decided."""
-    started = time.monotonic()
     response = client.post("/api/v1/predictions", data=image, content_type="image/png")
-    assert time.monotonic() - started < 1.0
     assert response.status_code == 413
     assert error_code(response) == "image_too_large"
     assert "the limit is 40,000,000 pixels" in message(response)

@@ -17,14 +17,8 @@ from cassandra.cluster import Session
 from cassandra_server import CassandraServer, eventually
 from sample_predictions import make_prediction, png
 
-from flaskandmnist import storage
-from flaskandmnist.storage import (
-    Prediction,
-    PredictionStore,
-    StorageError,
-    UnknownPrediction,
-    sanitize_filename,
-)
+from flaskandmnist.domain import Prediction, UnknownPrediction, sanitize_filename
+from flaskandmnist.storage import PredictionStore, StorageError, StoreConnector
 
 
 def sha256(data: bytes) -> str:
@@ -277,27 +271,31 @@ def test_connect_to_missing_keyspace_is_a_clear_error(cassandra: CassandraServer
 
 
 @pytest.mark.cassandra
-def test_one_store_per_process_and_a_new_one_after_fork(
+def test_a_connector_shares_one_store_per_process_and_connects_anew_after_fork(
     cassandra: CassandraServer, store: PredictionStore
 ) -> None:
-    settings = cassandra.settings(store.keyspace)
-    parent = storage.get_store(settings)
+    stores = StoreConnector(cassandra.settings(store.keyspace))
+    assert stores.current() is None  # built, not connected
+    parent = stores.get()
     try:
-        assert storage.get_store(settings) is parent
+        assert stores.get() is parent
+        assert stores.current() is parent
         child_prediction = make_prediction(5)
         pid = os.fork()
         if pid == 0:  # the child: like a gunicorn worker forked from a master that connected
             try:
-                child = storage.get_store(settings)
+                fresh = stores.current() is None
+                child = stores.get()
                 child.save(child_prediction)
-                os._exit(0 if child is not parent else 1)
+                os._exit(0 if fresh and child is not parent else 1)
             except BaseException:
                 os._exit(2)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        assert parent.get(child_prediction.id) == child_prediction
+        assert parent.get(child_prediction.id) == child_prediction  # the parent's still works
     finally:
-        storage.close_store()
+        stores.close()
+    assert stores.current() is None
 
 
 @pytest.mark.cassandra

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from flaskandmnist.classifier import Classifier, card_path
-from flaskandmnist.mnist import Mnist
-from flaskandmnist.training import HyperParameters, augment, to_float, train
+from flaskandmnist.mnist import Mnist, to_float
+from flaskandmnist.training import HyperParameters, augment, train
 
 
 def test_augmentation_moves_ink_but_keeps_it(mnist: Mnist) -> None:

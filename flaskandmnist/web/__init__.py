@@ -2,6 +2,7 @@
 
 Blueprints: ``pages`` (HTML for people), ``api`` (JSON, ``/api/v1``), ``compat`` (the
 seeds' routes) and ``health``. Configuration comes from :class:`~flaskandmnist.config.Settings`.
+:func:`close_app` stops what the app started (gunicorn's ``worker_exit`` calls it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import Settings
 
 from . import api, compat, errors, health, pages, security, uploads
-from .services import EXTENSION, Services
+from .services import EXTENSION, Services, close_app
+
+__all__ = ["close_app", "create_app"]
 
 logger = logging.getLogger(__name__)
 

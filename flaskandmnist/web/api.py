@@ -11,8 +11,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from flaskandmnist.domain import DIGITS, Prediction, PredictionSummary
 from flaskandmnist.imaging import ImageError
-from flaskandmnist.storage import DIGITS, Prediction, PredictionSummary
 
 from .errors import ApiError, image_error
 from .params import listing_query

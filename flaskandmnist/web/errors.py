@@ -9,13 +9,14 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from flaskandmnist.domain import UnknownPrediction
 from flaskandmnist.imaging import (
     BlankImageError,
     ImageError,
     ImageTooLargeError,
     NotAnImageError,
 )
-from flaskandmnist.storage import StorageError, UnknownPrediction
+from flaskandmnist.storage import StorageError
 
 logger = logging.getLogger(__name__)
 

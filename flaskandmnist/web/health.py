@@ -1,5 +1,4 @@
-"""Liveness, readiness and metrics for orchestrators and monitoring (README: "Health and
-metrics")."""
+"""Liveness, readiness and metrics for orchestrators and monitoring."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
-from flaskandmnist.storage import DIGITS
+from flaskandmnist.domain import DIGITS
 
 from .errors import ApiError
 from .params import listing_query

@@ -1,7 +1,8 @@
-"""What the views use, built once per app: settings, the classifier and the recognizer.
+"""What the views use, built once per app: settings, the classifier, the recognizer, the
+recorder and the Cassandra store they share.
 
-The Cassandra session itself belongs to :mod:`flaskandmnist.storage` (one per process and
-settings); the app only says which settings.
+:meth:`Services.build` is the one place these are made and started; :func:`close_app` is the
+one way to stop them (gunicorn's ``worker_exit`` hook calls it).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
-from flask import current_app
+from flask import Flask, current_app
 
 from flaskandmnist.classifier import IMAGE_SHAPE, Classifier
 from flaskandmnist.config import Settings
+from flaskandmnist.domain import Prediction, UnknownPrediction
 from flaskandmnist.recognition import Recognizer
 from flaskandmnist.recorder import Recorder
-from flaskandmnist.storage import Prediction, PredictionStore, UnknownPrediction, get_store
+from flaskandmnist.storage import PredictionStore, StoreConnector
 
 EXTENSION = "flaskandmnist"
 
@@ -27,19 +29,25 @@ class Services:
     classifier: Classifier
     recognizer: Recognizer
     recorder: Recorder
+    stores: StoreConnector
 
     @classmethod
     def build(cls, settings: Settings, classifier: Classifier) -> Services:
-        # The first call allocates the interpreter's tensors and packs the weights (several
-        # milliseconds): at start-up, not on a request.
+        """The services for ``settings``, started: connected to Cassandra (or trying to,
+        through the outbox drainer) and with the model ready for the first request."""
+        # The first call allocates the interpreter's tensors and packs the weights: at
+        # start-up, not on a request.
         classifier.predict(np.zeros((1, *IMAGE_SHAPE), np.float32))
-        recorder = Recorder(settings)
-        return cls(settings, classifier, Recognizer(classifier, settings, recorder), recorder)
+        stores = StoreConnector(settings.cassandra)
+        recorder = Recorder(settings, stores)
+        recorder.start()
+        recognizer = Recognizer(classifier, settings, recorder)
+        return cls(settings, classifier, recognizer, recorder, stores)
 
     @property
     def store(self) -> PredictionStore:
         """This process's store, connected on first use (raises StorageError if it cannot)."""
-        return get_store(self.settings.cassandra)
+        return self.stores.get()
 
     def prediction(self, prediction_id: uuid.UUID) -> Prediction:
         """The stored prediction with this id; UnknownPrediction (answered 404) if none."""
@@ -47,7 +55,19 @@ class Services:
             raise UnknownPrediction(f"No prediction has the id {prediction_id}.")
         return found
 
+    def close(self) -> None:
+        """Replays what the outbox holds while Cassandra takes it, then closes the session.
+
+        The recorder goes first: it replays through the session."""
+        self.recorder.close()
+        self.stores.close()
+
 
 def services() -> Services:
     """The current app's services."""
     return current_app.extensions[EXTENSION]
+
+
+def close_app(app: Flask) -> None:
+    """Stops what ``create_app`` started for ``app`` (the outbox drainer, the session)."""
+    app.extensions[EXTENSION].close()

@@ -9,8 +9,8 @@ from typing import Any
 
 from flask import Request, request
 
+from flaskandmnist.domain import SOURCES
 from flaskandmnist.recognition import Upload
-from flaskandmnist.storage import SOURCES
 
 from .errors import ApiError
 

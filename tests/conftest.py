@@ -206,3 +206,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for server in _SERVERS:
         steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in server.timings.items())
         terminalreporter.write_line(f"Cassandra ({server.kind} on port {server.port}): {steps}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test that needs the Cassandra server (through any fixture) ``cassandra``,
+    so that ``-m "not cassandra"`` leaves out exactly the tests that would start it."""
+    for item in items:
+        if "cassandra" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cassandra)

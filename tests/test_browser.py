@@ -51,7 +51,7 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
-#: A recognition includes a Cassandra write; the first one also warms TensorFlow up.
+#: A recognition includes a Cassandra write; the first one also warms the model up.
 TIMEOUT_MS = 30_000
 
 Point = tuple[float, float]

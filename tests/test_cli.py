@@ -56,6 +56,7 @@ def test_missing_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert "train a model" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # loads TensorFlow, as only train and export do
 def test_export_writes_the_litert_model_of_existing_weights(
     mnist: Mnist, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,7 +16,6 @@ from flaskandmnist.classifier import Classifier, ModelNotFoundError, card_path, 
 from flaskandmnist.config import DEFAULT_MODEL_PATH
 from flaskandmnist.imaging import to_mnist
 from flaskandmnist.mnist import Mnist, to_float
-from flaskandmnist.model import build_model, to_litert
 
 #: A fixed sample of the MNIST test set, the same on every run.
 SAMPLE = np.random.default_rng(2024).choice(10000, size=300, replace=False)
@@ -86,11 +85,14 @@ def test_missing_weights_file_is_a_clear_error(tmp_path: Path) -> None:
         Classifier.load(tmp_path / "absent.weights.h5")
 
 
+@pytest.mark.slow  # loads TensorFlow, which serving never does
 def test_the_shipped_litert_model_is_the_export_of_the_shipped_weights(
     classifier: Classifier, mnist: Mnist
 ) -> None:
     """What serving runs (the .tflite) is what `python -m flaskandmnist export` makes of the
     shipped Keras weights, not a stale copy: the same outputs on a sample of MNIST."""
+    from flaskandmnist.model import build_model, to_litert
+
     keras_model = build_model()
     keras_model.load_weights(DEFAULT_MODEL_PATH)
     exported = Classifier(to_litert(keras_model), classifier.card)

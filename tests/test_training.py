@@ -7,14 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from flaskandmnist.classifier import Classifier, card_path
 from flaskandmnist.mnist import Mnist, to_float
-from flaskandmnist.training import HyperParameters, augment, train
+
+# TensorFlow is imported in the tests, not here: collecting the quick tier
+# (-m "not slow ...") must not load it.
+pytestmark = pytest.mark.slow
 
 
 def test_augmentation_moves_ink_but_keeps_it(mnist: Mnist) -> None:
+    import tensorflow as tf
+
+    from flaskandmnist.training import HyperParameters, augment
+
     images = to_float(mnist.train_images[:256])
     augmented = augment(tf.constant(images), HyperParameters()).numpy()
     assert augmented.shape == images.shape
@@ -28,7 +34,9 @@ def test_augmentation_moves_ink_but_keeps_it(mnist: Mnist) -> None:
 def test_short_training_run_writes_weights_and_model_card(
     mnist: Mnist, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A small slice of MNIST keeps this a few seconds; the test set stays the real one.
+    from flaskandmnist.training import HyperParameters, train
+
+    # A small slice of MNIST keeps this short; the test set stays the real one.
     small = Mnist(
         mnist.train_images[:3000],
         mnist.train_labels[:3000],

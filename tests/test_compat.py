@@ -60,7 +60,7 @@ def test_drawboard_upload3_gets_status_and_digit(
     assert response.status_code == 200
     assert response.get_json() == {"status": "success", "data": "8"}
     newest = app_store.latest(1)[0]
-    assert (newest.digit, newest.source) == (8, "canvas")
+    assert (newest.digit, newest.source) == (8, "legacy")
 
 
 def test_react_client_gets_the_digit_as_plain_text(

@@ -76,6 +76,11 @@ def link(page: str, text: str) -> str:
     return found.group(1).replace("&amp;", "&")
 
 
+def pressed_digits(page: str) -> list[str]:
+    """The digits whose correction buttons show as chosen."""
+    return re.findall(r'value="(\d)"\s*aria-pressed="true"', page)
+
+
 def csrf_token(page: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert found, "no CSRF token in the page"
@@ -221,8 +226,9 @@ def test_correction_form_stores_the_true_digit(client: FlaskClient, store: Predi
     assert response.status_code == 303
     assert response.headers["Location"] == detail
     page = html(client.get(detail))
-    assert "Thank you: stored as 4 (the model said 7)." in page
-    assert "<dd data-corrected-to>4</dd>" in page
+    assert "Thank you: corrected to 4 (the model said 7)." in page
+    assert '<dd data-corrected-to="4">Corrected to 4 (the model said 7)</dd>' in page
+    assert pressed_digits(page) == ["4"]
     assert "Thank you" not in html(client.get(detail))  # shown once
     assert corrections_of(store, prediction) == [4]
     assert store.correction(prediction.id).true_digit == 4

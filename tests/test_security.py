@@ -460,9 +460,23 @@ def test_a_password_hash_works_like_the_password(proxied_app: Flask) -> None:
     assert (status("battery staple"), status("battery")) == (200, 401)
 
 
-def test_protected_endpoints_all_exist(app: Flask) -> None:
-    """A renamed view would silently fall out of the protected set."""
-    assert set(app.view_functions) >= security.PROTECTED_ENDPOINTS
+def test_every_view_of_stored_predictions_is_private(app: Flask) -> None:
+    """Each view that shows, exports, changes or deletes stored predictions carries
+    @private; posting new images, the pages without records and health stay open."""
+    assert security.protected_endpoints(app) == {
+        "pages.history",
+        "pages.prediction",
+        "pages.correct",
+        "pages.delete",
+        "api.list_predictions",
+        "api.export_csv",
+        "api.export_zip",
+        "api.get_prediction",
+        "api.delete_prediction",
+        "api.prediction_image",
+        "api.prediction_input",
+        "api.correct_prediction",
+    }
 
 
 # --- Settings ------------------------------------------------------------------------------

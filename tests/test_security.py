@@ -709,3 +709,37 @@ def test_unusable_tls_settings_stop_the_start(
     paths = {"not_pem": not_pem, "ca": pki.ca, "key": pki.client_key}
     with pytest.raises(ConfigError):
         CassandraSettings.from_env({k: v.format(**paths) for k, v in env.items()})
+
+
+def test_only_refusals_for_now_carry_retry_after(guarded_app: Flask) -> None:
+    """The rate limiter's headers stay; Retry-After ("try again later") is for 429 and 503."""
+    client = client_at(guarded_app, "203.0.113.9")
+    response = client.post("/api/v1/predictions", data=digit_image(), content_type="image/png")
+    assert response.status_code == 201
+    assert response.headers["X-RateLimit-Limit"] == "3"
+    assert "Retry-After" not in response.headers
+
+
+def test_delete_and_export_need_the_password(guarded_app: Flask) -> None:
+    client = client_at(guarded_app, "198.51.100.7")
+    for url in ("/api/v1/predictions.csv", "/api/v1/predictions.zip"):
+        assert client.get(url).status_code == 401
+        assert client.get(url, headers=basic("ada", PASSWORD)).status_code == 200
+    posted = client.post("/api/v1/predictions", data=digit_image(), content_type="image/png")
+    url = posted.get_json()["url"]
+    assert client.delete(url).status_code == 401
+    assert client.get(url, headers=basic("ada", PASSWORD)).status_code == 200
+    assert client.delete(url, headers=basic("ada", PASSWORD)).status_code == 204
+    assert client.get(url, headers=basic("ada", PASSWORD)).status_code == 404
+
+
+def test_pillows_bomb_limit_is_not_quoted(client: FlaskClient) -> None:
+    """20000x20000 is over Pillow's own limit, which refuses before our check can."""
+    response = client.post(
+        "/api/v1/predictions", data=png_declaring(20_000, 20_000), content_type="image/png"
+    )
+    assert response.status_code == 413
+    assert (
+        message(response)
+        == "The image has more pixels than allowed: the limit is 40,000,000 pixels."
+    )

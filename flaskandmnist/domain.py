@@ -15,7 +15,10 @@ from datetime import UTC, date, datetime
 
 from cassandra.util import uuid_from_time
 
-SOURCES = frozenset({"upload", "canvas", "api"})
+#: Where a prediction came from: the home page's upload form (or ``POST /upload``), its
+#: drawing pad, the JSON API, or one of the seeds' routes (``/upload3``, ``/api/predict``,
+#: ``POST /``).
+SOURCES = frozenset({"upload", "canvas", "api", "legacy"})
 MAX_FILENAME_CHARS = 255
 MAX_CONTENT_TYPE_CHARS = 255
 DIGITS = range(10)
@@ -23,6 +26,14 @@ DIGITS = range(10)
 
 class UnknownPrediction(LookupError):
     """No prediction has the given id."""
+
+
+def unknown_message(prediction_id: object) -> str:
+    """What a person reads when no prediction has ``prediction_id`` (any text they sent)."""
+    shown = str(prediction_id)
+    if len(shown) > 60:
+        shown = shown[:60] + "…"
+    return f"No prediction has the id {shown}."
 
 
 def _clean_text(value: str) -> str:

@@ -38,6 +38,10 @@ DIGIT_SIDE = 20
 MNIST_CENTRE = 14.0
 #: Formats accepted; anything else (EPS, which runs Ghostscript, fonts, icons, ...) is refused.
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
+#: FORMATS as a person reads them: the upload hint and the error messages name the same list.
+FORMAT_NAMES = (
+    ", ".join(name.replace("WEBP", "WebP") for name in FORMATS[:-1]) + f" or {FORMATS[-1]}"
+)
 
 # Longest side of the working image. Plenty for a 20 px digit, and it bounds the work per image.
 _WORK_SIDE = 1024
@@ -141,18 +145,21 @@ def load_image(data: bytes, *, max_pixels: int, max_bytes: int) -> Image.Image:
         return upright
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        # Pillow's own limit (Image.MAX_IMAGE_PIXELS), should it be below ours.
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow refuses in Image.open, before the size can be read, images above its own
+        # limit (Image.MAX_IMAGE_PIXELS, a warning made an error above): one limit is named,
+        # the lower of the two, never Pillow's text beside ours.
+        limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
         raise ImageTooLargeError(
-            f"The image is too large ({error}); the limit is {max_pixels:,} pixels."
+            f"The image has more pixels than allowed: the limit is {limit:,} pixels."
         ) from None
     except UnidentifiedImageError:
         raise NotAnImageError(
-            f"The file is not an image in a supported format ({', '.join(FORMATS)})."
+            f"The file is not an image in a supported format ({FORMAT_NAMES})."
         ) from None
     except Exception as error:  # Pillow's decoders raise many types on malformed input.
         raise UnreadableImageError(
-            f"The file is not a readable image ({', '.join(FORMATS)}): {error}"
+            f"The file is not a readable image ({FORMAT_NAMES}): {error}"
         ) from None
 
 

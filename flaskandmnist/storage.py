@@ -42,10 +42,13 @@ from flaskandmnist.domain import (
     Prediction,
     PredictionSummary,
     UnknownPrediction,
+    unknown_message,
 )
 
 logger = logging.getLogger(__name__)
 
+#: Rows an export reads per request: a page of 28x28 PNGs and text, far below a megabyte.
+EXPORT_PAGE_ROWS = 500
 #: prediction_days has a single partition; one row per day that holds predictions.
 DAYS_SCOPE = "all"
 
@@ -83,7 +86,19 @@ def _batch_bytes(p: Prediction) -> int:
 
 
 def _insert(table: str, columns: tuple[str, ...]) -> str:
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    """An insert written at the time the prediction was made (the last value, microseconds).
+
+    A delete is written at the time it is made, later: a write of the same prediction
+    replayed after it (from an outbox, say) is older than the delete, and Cassandra keeps
+    the prediction deleted instead of bringing it back.
+    """
+    values = ", ".join("?" * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) USING TIMESTAMP ?"
+
+
+def _write_time(p: Prediction) -> int:
+    """The write timestamp of a prediction's rows: when it was made, in microseconds."""
+    return int(p.created_at.timestamp() * 1_000_000)
 
 
 def _select(table: str, columns: tuple[str, ...], where: str) -> str:
@@ -166,7 +181,19 @@ class PredictionStore:
         self._insert_by_day = prepare(_insert(f"{ks}.predictions_by_day", listing))
         self._insert_by_digit = prepare(_insert(f"{ks}.predictions_by_digit", listing))
         self._insert_day = prepare(
-            f"INSERT INTO {ks}.prediction_days (scope, day) VALUES ('{DAYS_SCOPE}', ?)"
+            f"INSERT INTO {ks}.prediction_days (scope, day) VALUES ('{DAYS_SCOPE}', ?) "
+            "USING TIMESTAMP ?"
+        )
+        self._delete_prediction = prepare(f"DELETE FROM {ks}.predictions WHERE id = ?")
+        self._delete_by_day = prepare(
+            f"DELETE FROM {ks}.predictions_by_day WHERE day = ? AND id = ?"
+        )
+        self._delete_by_digit = prepare(
+            f"DELETE FROM {ks}.predictions_by_digit WHERE digit = ? AND day = ? AND id = ?"
+        )
+        self._delete_correction = prepare(f"DELETE FROM {ks}.corrections WHERE day = ? AND id = ?")
+        self._select_listed_digit = prepare(
+            f"SELECT digit FROM {ks}.predictions_by_day WHERE day = ? AND id = ?"
         )
         self._select_prediction = prepare(
             _select(f"{ks}.predictions", _PREDICTION_COLUMNS, "id = ?")
@@ -187,6 +214,13 @@ class PredictionStore:
         self._select_by_digit_before = prepare(
             _select(by_digit, _SUMMARY_COLUMNS, "digit = ? AND day = ? AND id < ? LIMIT ?")
         )
+        # Whole days, for exports: paged by the driver (fetch_size), never held at once.
+        self._select_all_by_day = prepare(_select(by_day, _SUMMARY_COLUMNS, "day = ?"))
+        self._select_all_by_day.fetch_size = EXPORT_PAGE_ROWS
+        self._select_all_by_digit = prepare(
+            _select(by_digit, _SUMMARY_COLUMNS, "digit = ? AND day = ?")
+        )
+        self._select_all_by_digit.fetch_size = EXPORT_PAGE_ROWS
         self._count_by_digit = prepare(
             f"SELECT COUNT(*) FROM {ks}.predictions_by_digit WHERE digit = ? AND day = ?"
         )
@@ -199,6 +233,12 @@ class PredictionStore:
         )
         self._select_correction = prepare(
             f"SELECT {_CORRECTION_COLUMNS} FROM {ks}.corrections WHERE day = ? AND id = ?"
+        )
+        self._select_true_digits = prepare(
+            f"SELECT id, true_digit FROM {ks}.corrections WHERE day = ? AND id IN ?"
+        )
+        self._select_day_true_digits = prepare(
+            f"SELECT id, true_digit FROM {ks}.corrections WHERE day = ?"
         )
 
     @classmethod
@@ -275,7 +315,8 @@ class PredictionStore:
         batch = BatchStatement(BatchType.UNLOGGED)
         size, partitions, days = 0, set[object](), set[date]()
         for p in predictions:
-            full_row = (self._insert_prediction, _values(p, _PREDICTION_COLUMNS))
+            written = _write_time(p)
+            full_row = (self._insert_prediction, (*_values(p, _PREDICTION_COLUMNS), written))
             rows_size = _batch_bytes(p)
             rows_partitions = {("day", p.day), ("digit", p.digit, p.day), ("days",), p.id}
             if rows_size > _BATCH_BYTES:
@@ -289,11 +330,11 @@ class PredictionStore:
                 requests.append((batch, None))
                 batch = BatchStatement(BatchType.UNLOGGED)
                 size, partitions, days = 0, set(), set()
-            summary = (p.day, *_values(p, _SUMMARY_COLUMNS))
+            summary = (p.day, *_values(p, _SUMMARY_COLUMNS), written)
             batch.add(self._insert_by_day, summary)
             batch.add(self._insert_by_digit, summary)
             if p.day not in days:
-                batch.add(self._insert_day, (p.day,))
+                batch.add(self._insert_day, (p.day, written))
                 days.add(p.day)
             if p.id in rows_partitions:
                 batch.add(*full_row)
@@ -404,7 +445,7 @@ class PredictionStore:
             raise ValueError(f"true_digit must be 0-9, got {true_digit!r}")
         prediction = self.get(prediction_id)
         if prediction is None:
-            raise UnknownPrediction(f"no prediction with id {prediction_id}")
+            raise UnknownPrediction(unknown_message(prediction_id))
         correction = Correction.of(prediction, true_digit)
         try:
             self._session.execute(
@@ -442,6 +483,91 @@ class PredictionStore:
         except Exception as error:
             raise self._failed(f"reading the correction of {prediction_id}", error) from error
         return None if row is None else _correction(row)
+
+    def true_digits(self, prediction_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """The true digits people gave for these predictions (those corrected only): one
+        query per UTC day among them."""
+        by_day: dict[date, list[uuid.UUID]] = {}
+        for prediction_id in prediction_ids:
+            by_day.setdefault(datetime_from_uuid1(prediction_id).date(), []).append(prediction_id)
+        found: dict[uuid.UUID, int] = {}
+        try:
+            for day, ids in by_day.items():
+                for row in self._session.execute(self._select_true_digits, (day, ids)):
+                    found[row.id] = row.true_digit
+        except Exception as error:
+            raise self._failed("reading corrections", error) from error
+        return found
+
+    def day_true_digits(self, day: date) -> dict[uuid.UUID, int]:
+        """The true digits people gave for the predictions of one UTC day."""
+        try:
+            rows = self._session.execute(self._select_day_true_digits, (day,))
+            return {row.id: row.true_digit for row in rows}
+        except Exception as error:
+            raise self._failed(f"reading the corrections of {day}", error) from error
+
+    def summaries(self, day: date, digit: int | None = None) -> Iterator[PredictionSummary]:
+        """Every prediction of one UTC day (only those naming ``digit`` if given), newest
+        first, read a page at a time as the caller iterates: a day of any size fits."""
+        if digit is None:
+            statement, values = self._select_all_by_day, (day,)
+        else:
+            statement, values = self._select_all_by_digit, (digit, day)
+        try:
+            for row in self._session.execute(statement, values):
+                yield _from_row(PredictionSummary, row)
+        except Exception as error:
+            raise self._failed(f"reading the predictions of {day}", error) from error
+
+    def get_many(self, prediction_ids: Sequence[uuid.UUID]) -> list[Prediction | None]:
+        """The predictions with these ids, read concurrently; None where there is none."""
+        try:
+            results = execute_concurrent_with_args(
+                self._session,
+                self._select_prediction,
+                [(prediction_id,) for prediction_id in prediction_ids],
+                concurrency=len(prediction_ids) or 1,
+            )
+        except Exception as error:
+            raise self._failed("reading predictions", error) from error
+        rows = [result.one() for _, result in results]
+        return [None if row is None else _from_row(Prediction, row) for row in rows]
+
+    def delete(self, prediction_id: uuid.UUID) -> None:
+        """Removes a prediction from every table: its row and image, its two listing rows
+        and its correction. Raises UnknownPrediction if none of them holds it.
+
+        The row that holds the image goes first, so that from then on no read hands the
+        image out; the other rows follow in one logged batch (all of them, or, should it
+        fail, none: a repeated delete then finds the listing row and finishes the work).
+        The day's row in prediction_days stays: an empty day lists nothing.
+        """
+        stored = self.get(prediction_id)
+        if stored is not None:
+            day, digit = stored.day, stored.digit
+        elif prediction_id.version != 1:
+            raise UnknownPrediction(unknown_message(prediction_id))
+        else:
+            day = datetime_from_uuid1(prediction_id).date()
+            try:
+                listed = self._session.execute(
+                    self._select_listed_digit, (day, prediction_id)
+                ).one()
+            except Exception as error:
+                raise self._failed(f"reading prediction {prediction_id}", error) from error
+            if listed is None:
+                raise UnknownPrediction(unknown_message(prediction_id))
+            digit = listed.digit
+        batch = BatchStatement(BatchType.LOGGED)
+        batch.add(self._delete_by_day, (day, prediction_id))
+        batch.add(self._delete_by_digit, (digit, day, prediction_id))
+        batch.add(self._delete_correction, (day, prediction_id))
+        try:
+            self._session.execute(self._delete_prediction, (prediction_id,))
+            self._session.execute(batch)
+        except Exception as error:
+            raise self._failed(f"deleting prediction {prediction_id}", error) from error
 
 
 def _correction(row: Any) -> Correction:

@@ -281,6 +281,7 @@ def test_desktop_draw_upload_history_and_correct(
     expect(model_input).to_have_attribute("src", last["input_url"])
     assert model_input.evaluate("img => img.complete && img.naturalWidth") == 28
     expect(card.locator("[data-field=record]")).to_have_attribute("href", last["page_url"])
+    expect(card.locator("[data-field=origin]")).to_have_text("Result for your drawing")
 
     # Upload through the file input: a preview, then the result in the same card.
     upload = page.locator("[data-upload]")
@@ -298,12 +299,17 @@ def test_desktop_draw_upload_history_and_correct(
     assert (uploaded["digit"], uploaded["source"]) == (3, "upload")
     assert uploaded["filename"] == "scanned-three.png"
     assert page.evaluate("window.samePage") is True
+    # The pad still shows the 4: the card says which input its answer belongs to.
+    expect(card.locator("[data-field=origin]")).to_have_text(
+        "Result for the file scanned-three.png"
+    )
 
     # Correction from the result card (through the API, without leaving the page).
     card.locator(".digit-buttons button", has_text="8").click()
     expect(card.locator("[data-correction-status]")).to_have_text(
-        "Thank you: stored as 8 (the model said 3)."
+        "Thank you: corrected to 8 (the model said 3)."
     )
+    expect(card.locator(".digit-buttons button[aria-pressed=true]")).to_have_text("8")
     assert corrections_of(store, uploaded) == [8]
     page.screenshot(path=SCREENSHOTS / "desktop-home-upload.png", full_page=True)
 
@@ -315,6 +321,8 @@ def test_desktop_draw_upload_history_and_correct(
     assert ids[: len(drawn) + 1] == [uploaded["id"], *(r["id"] for r in reversed(drawn.values()))]
     first = items.first
     expect(first.locator(".history-digit")).to_have_text("3")
+    # The correction just made shows beside the model's answer.
+    expect(first.locator(".history-correction")).to_have_text("Corrected to 8")
     assert first.locator("img.thumb").evaluate("img => img.complete && img.naturalWidth") == 28
     page.screenshot(path=SCREENSHOTS / "desktop-history.png", full_page=True)
 
@@ -329,8 +337,10 @@ def test_desktop_draw_upload_history_and_correct(
     assert original.evaluate("img => img.complete && img.naturalWidth") == 280
     page.locator("[data-correction] button", has_text="1").click()
     expect(page.locator(".notice-success")).to_have_text(
-        "Thank you: stored as 1 (the model said 7)."
+        "Thank you: corrected to 1 (the model said 7)."
     )
+    # The chosen digit stays marked on the record's page.
+    expect(page.locator("[data-correction] button[aria-pressed=true]")).to_have_text("1")
     assert corrections_of(store, drawn[7]) == [1]
     page.screenshot(path=SCREENSHOTS / "desktop-detail.png", full_page=True)
     context.close()

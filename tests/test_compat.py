@@ -60,7 +60,7 @@ def test_drawboard_upload3_gets_status_and_digit(
     assert response.status_code == 200
     assert response.get_json() == {"status": "success", "data": "8"}
     newest = app_store.latest(1)[0]
-    assert (newest.digit, newest.source) == (8, "canvas")
+    assert (newest.digit, newest.source) == (8, "legacy")
 
 
 def test_react_client_gets_the_digit_as_plain_text(
@@ -99,3 +99,19 @@ def test_program_clients_get_json_errors(
     response = client.post(url, **kwargs)
     assert response.status_code == status
     assert response.get_json()["error"]["code"] == code
+
+
+def test_bad_data_uri_error_names_the_field_the_client_used(client: FlaskClient) -> None:
+    response = client.post("/upload3", data={"img": "data:image/png;base64,%%%"})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["message"] == "'img' is not valid base64."
+
+
+def test_seed_routes_are_labelled_as_such_in_the_history(
+    client: FlaskClient, digit_pngs: dict[int, bytes], app_store: PredictionStore
+) -> None:
+    assert client.post("/", data={"imageBase64": data_uri(digit_pngs[2])}).status_code == 200
+    newest = app_store.latest(1)[0]
+    assert newest.source == "legacy"
+    page = client.get(f"/predictions/{newest.id}").get_data(as_text=True)
+    assert "<dd>Legacy API</dd>" in page

@@ -141,7 +141,7 @@ def test_metrics_count_requests_by_route_and_status_time_them_and_count_digits(
         return value(after, name, **labels) - value(before, name, **labels)
 
     requests = "flaskandmnist_http_requests_total"
-    by_id = f"{PREDICT}/<uuid:prediction_id>"
+    by_id = f"{PREDICT}/<prediction_id>"
     assert grew(requests, method="POST", route=PREDICT, status="201") == 3
     assert grew(requests, method="GET", route=by_id, status="200") == 1
     assert grew(requests, method="GET", route=by_id, status="404") == 1

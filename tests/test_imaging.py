@@ -508,13 +508,18 @@ def test_decompression_bomb_is_refused_before_decoding(
     max_pixels: int, recwarn: pytest.WarningsRecorder
 ) -> None:
     """A 100000x100000 header in a tiny file; with a limit above Pillow's own, Pillow's
-    DecompressionBombError must still arrive as ImageTooLargeError."""
+    DecompressionBombError must still arrive as ImageTooLargeError, naming one limit (the
+    lower one, which is the one that applies) and none of Pillow's text."""
     data = png_declaring(100_000, 100_000)
     start = time.perf_counter()
-    with pytest.raises(ImageTooLargeError, match=r"10,?000,?000,?000") as error:
+    with pytest.raises(ImageTooLargeError) as error:
         to_mnist(data, max_pixels=max_pixels)
     assert time.perf_counter() - start < 1.0
-    assert f"{max_pixels:,}" in str(error.value)
+    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS)
+    assert (
+        str(error.value)
+        == f"The image has more pixels than allowed: the limit is {limit:,} pixels."
+    )
     assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
 
 

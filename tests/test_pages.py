@@ -77,6 +77,11 @@ def link(page: str, text: str) -> str:
     return found.group(1).replace("&amp;", "&")
 
 
+def pressed_digits(page: str) -> list[str]:
+    """The digits whose correction buttons show as chosen."""
+    return re.findall(r'value="(\d)"\s*aria-pressed="true"', page)
+
+
 def csrf_token(page: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert found, "no CSRF token in the page"
@@ -222,8 +227,9 @@ def test_correction_form_stores_the_true_digit(client: FlaskClient, store: Predi
     assert response.status_code == 303
     assert response.headers["Location"] == detail
     page = html(client.get(detail))
-    assert "Thank you: stored as 4 (the model said 7)." in page
-    assert "<dd data-corrected-to>4</dd>" in page
+    assert "Thank you: corrected to 4 (the model said 7)." in page
+    assert '<dd data-corrected-to="4">Corrected to 4 (the model said 7)</dd>' in page
+    assert pressed_digits(page) == ["4"]
     assert "Thank you" not in html(client.get(detail))  # shown once
     assert corrections_of(store, prediction) == [4]
     assert store.correction(prediction.id).true_digit == 4
@@ -252,11 +258,67 @@ def test_correction_refuses_what_is_not_a_digit(
 
 def test_correction_of_an_unknown_prediction_is_a_404(client: FlaskClient) -> None:
     token = csrf_token(html(client.get("/")))
-    for missing in (uuid.uuid1(), uuid.uuid4()):
+    for missing in (uuid.uuid1(), uuid.uuid4(), "not-an-id"):
         response = client.post(
             f"/predictions/{missing}/correction", data={"digit": "3", "csrf_token": token}
         )
         assert response.status_code == 404
+        # The same words as the page of an unknown id.
+        assert f"No prediction has the id {missing}." in html(response)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/predictions/not-an-id", "/api/v1/predictions/xyz/input.png", "/predictions/" + "x" * 300],
+)
+def test_malformed_id_gets_our_own_404(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    text = html(response)
+    assert "No prediction has the id " in text
+    assert "requested URL was not found" not in text
+    assert "x" * 61 not in text  # a long id is cut short
+
+
+def test_confirming_the_models_digit_says_so(client: FlaskClient, store: PredictionStore) -> None:
+    prediction = make_prediction(9, seed=13)
+    store.save(prediction)
+    detail = f"/predictions/{prediction.id}"
+    token = csrf_token(html(client.get(detail)))
+    client.post(f"{detail}/correction", data={"digit": "9", "csrf_token": token})
+    page = html(client.get(detail))
+    assert "Thank you: confirmed as 9." in page
+    assert '<dd data-corrected-to="9">Confirmed as 9</dd>' in page
+    assert "Corrected" not in page
+    assert pressed_digits(page) == ["9"]
+
+
+def test_history_shows_corrections_and_confirmations(
+    client: FlaskClient, store: PredictionStore
+) -> None:
+    corrected, confirmed = make_prediction(5, seed=14), make_prediction(6, seed=15)
+    store.save_many([corrected, confirmed])
+    store.save_correction(corrected.id, 3)
+    store.save_correction(confirmed.id, 6)
+    page = html(client.get("/history?limit=2"))
+    assert '<span class="history-correction" data-true-digit="3">Corrected to 3</span>' in page
+    assert '<span class="history-correction" data-true-digit="6">Confirmed</span>' in page
+
+
+def test_day_filter_asks_for_the_days_form_of_the_url(client: FlaskClient) -> None:
+    page = html(client.get("/history"))
+    field = re.search(r'<input id="day"[^>]*>', page, re.S).group(0)  # type: ignore[union-attr]
+    assert 'placeholder="YYYY-MM-DD"' in field
+    assert 'type="date"' not in field  # which shows the browser's mm/dd/yyyy
+
+
+def test_upload_hint_names_the_formats_the_errors_name(client: FlaskClient) -> None:
+    page = html(client.get("/"))
+    assert "PNG, JPEG, GIF, BMP, WebP, TIFF or PPM, up to" in page
+    refused = client.post(
+        "/api/v1/predictions", data=b"GIF89 but not really", content_type="image/gif"
+    )
+    assert "(PNG, JPEG, GIF, BMP, WebP, TIFF or PPM)" in refused.get_json()["error"]["message"]
 
 
 def test_upload_without_script_answers_with_the_result_page(

@@ -457,9 +457,23 @@ def test_a_password_hash_works_like_the_password(proxied_app: Flask) -> None:
     assert (status("battery staple"), status("battery")) == (200, 401)
 
 
-def test_protected_endpoints_all_exist(app: Flask) -> None:
-    """A renamed view would silently fall out of the protected set."""
-    assert set(app.view_functions) >= security.PROTECTED_ENDPOINTS
+def test_every_view_of_stored_predictions_is_private(app: Flask) -> None:
+    """Each view that shows, exports, changes or deletes stored predictions carries
+    @private; posting new images, the pages without records and health stay open."""
+    assert security.protected_endpoints(app) == {
+        "pages.history",
+        "pages.prediction",
+        "pages.correct",
+        "pages.delete",
+        "api.list_predictions",
+        "api.export_csv",
+        "api.export_zip",
+        "api.get_prediction",
+        "api.delete_prediction",
+        "api.prediction_image",
+        "api.prediction_input",
+        "api.correct_prediction",
+    }
 
 
 # --- Settings ------------------------------------------------------------------------------
@@ -692,3 +706,37 @@ def test_unusable_tls_settings_stop_the_start(
     paths = {"not_pem": not_pem, "ca": pki.ca, "key": pki.client_key}
     with pytest.raises(ConfigError):
         CassandraSettings.from_env({k: v.format(**paths) for k, v in env.items()})
+
+
+def test_only_refusals_for_now_carry_retry_after(guarded_app: Flask) -> None:
+    """The rate limiter's headers stay; Retry-After ("try again later") is for 429 and 503."""
+    client = client_at(guarded_app, "203.0.113.9")
+    response = client.post("/api/v1/predictions", data=digit_image(), content_type="image/png")
+    assert response.status_code == 201
+    assert response.headers["X-RateLimit-Limit"] == "3"
+    assert "Retry-After" not in response.headers
+
+
+def test_delete_and_export_need_the_password(guarded_app: Flask) -> None:
+    client = client_at(guarded_app, "198.51.100.7")
+    for url in ("/api/v1/predictions.csv", "/api/v1/predictions.zip"):
+        assert client.get(url).status_code == 401
+        assert client.get(url, headers=basic("ada", PASSWORD)).status_code == 200
+    posted = client.post("/api/v1/predictions", data=digit_image(), content_type="image/png")
+    url = posted.get_json()["url"]
+    assert client.delete(url).status_code == 401
+    assert client.get(url, headers=basic("ada", PASSWORD)).status_code == 200
+    assert client.delete(url, headers=basic("ada", PASSWORD)).status_code == 204
+    assert client.get(url, headers=basic("ada", PASSWORD)).status_code == 404
+
+
+def test_pillows_bomb_limit_is_not_quoted(client: FlaskClient) -> None:
+    """20000x20000 is over Pillow's own limit, which refuses before our check can."""
+    response = client.post(
+        "/api/v1/predictions", data=png_declaring(20_000, 20_000), content_type="image/png"
+    )
+    assert response.status_code == 413
+    assert (
+        message(response)
+        == "The image has more pixels than allowed: the limit is 40,000,000 pixels."
+    )

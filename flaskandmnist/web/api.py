@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
+from werkzeug.http import dump_options_header
 
 from flaskandmnist.domain import DIGITS, Prediction, PredictionSummary
 from flaskandmnist.imaging import ImageError
 
+from . import export
 from .errors import ApiError, image_error
-from .params import listing_query
+from .params import ExportQuery, export_query, listing_query, parse_prediction_id
+from .security import private
 from .services import services
 from .uploads import parsed_json, uploads_from
 
@@ -38,8 +43,9 @@ def _links(prediction_id: uuid.UUID) -> dict[str, str]:
     }
 
 
-def summary_json(item: PredictionSummary | Prediction) -> dict[str, Any]:
-    """The fields a listing shows, and the record's links."""
+def summary_json(item: PredictionSummary | Prediction, true_digit: int | None) -> dict[str, Any]:
+    """The fields a listing shows, the true digit a person gave (None if nobody corrected
+    or confirmed it), and the record's links."""
     return {
         "id": str(item.id),
         "digit": item.digit,
@@ -50,14 +56,15 @@ def summary_json(item: PredictionSummary | Prediction) -> dict[str, Any]:
         "filename": item.filename,
         "content_type": item.content_type,
         "image_size": item.image_size,
+        "true_digit": true_digit,
         **_links(item.id),
     }
 
 
-def prediction_json(prediction: Prediction) -> dict[str, Any]:
+def prediction_json(prediction: Prediction, true_digit: int | None = None) -> dict[str, Any]:
     """A whole record (without the image bytes, which have their own URL)."""
     return {
-        **summary_json(prediction),
+        **summary_json(prediction, true_digit),
         "probabilities": list(prediction.probabilities),
         "processing_ms": round(prediction.processing_ms, 3),
     }
@@ -103,43 +110,94 @@ def create_predictions() -> tuple[Response, int]:
 
 
 @bp.get("/predictions")
+@private
 def list_predictions() -> Response:
     query = listing_query(request.args, services().settings.web.page_size)
     page = services().store.page(query.limit, query.before, query.digit, query.day)
+    true_digits = services().store.true_digits([s.id for s in page.items])
     next_url = (
         url_for("api.list_predictions", limit=query.limit, **query.args(page.next_before))
         if page.next_before
         else None
     )
-    return jsonify(predictions=[summary_json(s) for s in page.items], next=next_url)
+    items = [summary_json(s, true_digits.get(s.id)) for s in page.items]
+    return jsonify(predictions=items, next=next_url)
 
 
-@bp.get("/predictions/<uuid:prediction_id>")
-def get_prediction(prediction_id: uuid.UUID) -> Response:
-    return jsonify(prediction_json(services().prediction(prediction_id)))
+def _download(name: str, query: ExportQuery) -> str:
+    """The Content-Disposition of an export: a file name that says what it holds."""
+    parts = ["predictions", *(str(v) for v in (query.day, query.digit) if v is not None)]
+    filename = "-".join(parts) + name
+    return dump_options_header("attachment", {"filename": filename})
 
 
-@bp.get("/predictions/<uuid:prediction_id>/image")
-def prediction_image(prediction_id: uuid.UUID) -> Response:
+def _stream(chunks: Iterator[bytes], mimetype: str, disposition: str) -> Response:
+    # The first chunk is made here, in the view: Cassandra being down is then a 503 like
+    # any other, not a download that breaks off after its headers were sent.
+    first = next(chunks, b"")
+    response = Response(itertools.chain([first], chunks), mimetype=mimetype)
+    response.headers["Content-Disposition"] = disposition
+    return response
+
+
+@bp.get("/predictions.csv")
+@private
+def export_csv() -> Response:
+    """The predictions of a day (or of all days), optionally of one digit, as CSV."""
+    query = export_query(request.args)
+    chunks = export.csv_chunks(services().store, query)
+    return _stream(chunks, "text/csv", _download(".csv", query))
+
+
+@bp.get("/predictions.zip")
+@private
+def export_zip() -> Response:
+    """The same as a ZIP with the original and the 28x28 images."""
+    query = export_query(request.args)
+    chunks = export.zip_chunks(services().store, query)
+    return _stream(chunks, "application/zip", _download(".zip", query))
+
+
+@bp.get("/predictions/<prediction_id>")
+@private
+def get_prediction(prediction_id: str) -> Response:
+    prediction = services().prediction(prediction_id)
+    correction = services().store.correction(prediction.id)
+    return jsonify(prediction_json(prediction, correction.true_digit if correction else None))
+
+
+@bp.delete("/predictions/<prediction_id>")
+@private
+def delete_prediction(prediction_id: str) -> tuple[str, int]:
+    """Removes the prediction, its image and every row that refers to it."""
+    services().store.delete(parse_prediction_id(prediction_id))
+    return "", 204
+
+
+@bp.get("/predictions/<prediction_id>/image")
+@private
+def prediction_image(prediction_id: str) -> Response:
     """The original bytes as uploaded, with the type sniffed from them."""
     prediction = services().prediction(prediction_id)
     return Response(prediction.image, content_type=prediction.content_type)
 
 
-@bp.get("/predictions/<uuid:prediction_id>/input.png")
-def prediction_input(prediction_id: uuid.UUID) -> Response:
+@bp.get("/predictions/<prediction_id>/input.png")
+@private
+def prediction_input(prediction_id: str) -> Response:
     """The 28x28 image the model saw."""
     return Response(services().prediction(prediction_id).model_input_png, content_type="image/png")
 
 
-@bp.post("/predictions/<uuid:prediction_id>/correction")
-def correct_prediction(prediction_id: uuid.UUID) -> tuple[Response, int]:
+@bp.post("/predictions/<prediction_id>/correction")
+@private
+def correct_prediction(prediction_id: str) -> tuple[Response, int]:
     body = parsed_json(request)
     digit = body.get("digit") if isinstance(body, dict) else None
     # bool is an int in Python; true is not a digit.
     if type(digit) is not int or digit not in DIGITS:
         raise ApiError(400, "bad_digit", 'Send JSON {"digit": n} with n a whole number 0-9.')
-    correction = services().store.save_correction(prediction_id, digit)
+    correction = services().store.save_correction(parse_prediction_id(prediction_id), digit)
     return jsonify(
         prediction_id=str(correction.prediction_id),
         true_digit=correction.true_digit,

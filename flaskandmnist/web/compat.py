@@ -33,7 +33,7 @@ def upload3() -> Response:
 
 @bp.post("/api/predict")
 def api_predict() -> Response:
-    (image,) = uploads_from(request, batch=False, default_source="canvas")
+    (image,) = uploads_from(request, batch=False, default_source="legacy")
     prediction = services().recognizer.recognise(image)
     return Response(str(prediction.digit), content_type="text/plain; charset=utf-8")
 

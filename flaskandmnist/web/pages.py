@@ -9,20 +9,21 @@ the error handlers render as ``error.html`` with its status (400, 404), never a 
 from __future__ import annotations
 
 import base64
-import uuid
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
-from flaskandmnist.domain import DIGITS
+from flaskandmnist.domain import DIGITS, Correction, Prediction
+from flaskandmnist.imaging import FORMAT_NAMES
 
 from .errors import ApiError
-from .params import listing_query
+from .params import listing_query, parse_prediction_id
+from .security import private
 from .services import services
 
 bp = Blueprint("pages", __name__)
 
-_SOURCE_LABELS = {"canvas": "Drawing", "upload": "Upload", "api": "API"}
+_SOURCE_LABELS = {"canvas": "Drawing", "upload": "Upload", "api": "API", "legacy": "Legacy API"}
 _DIGIT_VALUES = {str(digit): digit for digit in DIGITS}
 
 
@@ -65,6 +66,25 @@ def source_label(source: str) -> str:
     return _SOURCE_LABELS.get(source, source)
 
 
+@bp.app_template_filter("input_label")
+def input_label(prediction: Prediction) -> str:
+    """The input a result belongs to, as "Result for ..." goes on (static/result.js says
+    it the same way)."""
+    if prediction.source == "canvas":
+        return "your drawing"
+    if prediction.filename:
+        return f"the file {prediction.filename}"
+    return "an uploaded image" if prediction.source == "upload" else "an image sent by a program"
+
+
+@bp.app_template_filter("correction_text")
+def correction_text(correction: Correction) -> str:
+    """What a person's answer did: picking the model's own digit confirms it."""
+    if correction.true_digit == correction.predicted_digit:
+        return f"confirmed as {correction.true_digit}"
+    return f"corrected to {correction.true_digit} (the model said {correction.predicted_digit})"
+
+
 @bp.app_template_filter("filesize")
 def filesize(size: int) -> str:
     if size < 1024:
@@ -83,10 +103,12 @@ def home() -> str:
         "home.html",
         predictions_url=url_for("api.create_prediction"),
         max_image_bytes=services().settings.max_image_bytes,
+        formats=FORMAT_NAMES,
     )
 
 
 @bp.get("/history")
+@private
 def history() -> str:
     """Recent predictions, newest first; ``digit``, ``day`` and the ``before`` cursor."""
     page_size = services().settings.web.page_size
@@ -94,9 +116,13 @@ def history() -> str:
     page = services().store.page(query.limit, query.before, query.digit, query.day)
     # Links keep the filters, and the page size only when someone chose another one.
     limit = query.limit if query.limit != page_size else None
+    export_args = {"digit": query.digit, "day": query.day}
     return render_template(
         "history.html",
         items=page.items,
+        true_digits=services().store.true_digits([item.id for item in page.items]),
+        csv_url=url_for("api.export_csv", **export_args),
+        zip_url=url_for("api.export_zip", **export_args),
         digit=query.digit,
         day=query.day,
         before=query.before,
@@ -107,28 +133,39 @@ def history() -> str:
     )
 
 
-@bp.get("/predictions/<uuid:prediction_id>")
-def prediction(prediction_id: uuid.UUID) -> str:
+@bp.get("/predictions/<prediction_id>")
+@private
+def prediction(prediction_id: str) -> str:
+    found = services().prediction(prediction_id)
     return render_template(
         "prediction.html",
-        prediction=services().prediction(prediction_id),
-        correction=services().store.correction(prediction_id),
+        prediction=found,
+        correction=services().store.correction(found.id),
         just_made=False,
     )
 
 
-@bp.post("/predictions/<uuid:prediction_id>/correction")
-def correct(prediction_id: uuid.UUID) -> Response:
+@bp.post("/predictions/<prediction_id>/delete")
+@private
+def delete(prediction_id: str) -> Response:
+    """Removes the prediction and everything stored with it, then shows the history."""
+    services().store.delete(parse_prediction_id(prediction_id))
+    flash(
+        f"Deleted prediction {prediction_id}: its images, its record and its correction.",
+        "success",
+    )
+    return redirect(url_for("pages.history"), code=303)
+
+
+@bp.post("/predictions/<prediction_id>/correction")
+@private
+def correct(prediction_id: str) -> Response:
     """Stores the true digit a person gave (form field ``digit``) and shows the record."""
     digit = _DIGIT_VALUES.get(request.form.get("digit", "").strip())
     if digit is None:
         raise ApiError(400, "bad_digit", "Choose the true digit: a whole number from 0 to 9.")
     # An unknown id raises UnknownPrediction: a 404 page.
-    correction = services().store.save_correction(prediction_id, digit)
-    flash(
-        f"Thank you: stored as {correction.true_digit} "
-        f"(the model said {correction.predicted_digit}).",
-        "success",
-    )
+    correction = services().store.save_correction(parse_prediction_id(prediction_id), digit)
+    flash(f"Thank you: {correction_text(correction)}.", "success")
     # 303: the browser fetches the record with GET; a reload does not post again.
     return redirect(url_for("pages.prediction", prediction_id=prediction_id), code=303)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter, RateLimitExceeded
@@ -45,20 +47,24 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-#: Endpoints that show stored predictions or change them: behind authentication when a
-#: username is configured. Posting a new image stays open.
-PROTECTED_ENDPOINTS = frozenset(
-    {
-        "pages.history",
-        "pages.prediction",
-        "pages.correct",
-        "api.list_predictions",
-        "api.get_prediction",
-        "api.prediction_image",
-        "api.prediction_input",
-        "api.correct_prediction",
-    }
-)
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+
+def private(view: _View) -> _View:
+    """Marks a view that shows stored predictions or changes them: behind authentication
+    when a username is configured (as flaskr's ``login_required``). Posting a new image
+    stays open."""
+    view.private = True  # type: ignore[attr-defined]
+    return view
+
+
+def protected_endpoints(app: Flask) -> frozenset[str]:
+    """The endpoints of ``app`` whose views are marked :func:`private`."""
+    return frozenset(
+        name for name, view in app.view_functions.items() if getattr(view, "private", False)
+    )
+
+
 REALM = "flaskandmnist"
 
 
@@ -86,6 +92,10 @@ def _add_headers(app: Flask, security: SecuritySettings) -> None:
     def _headers(response: Response) -> Response:
         for name, value in headers.items():
             response.headers.setdefault(name, value)
+        # The rate limiter (whose hook runs before this one) sets Retry-After on every
+        # answer; it means "try again later" and belongs only to those that refuse for now.
+        if response.status_code not in (429, 503):
+            response.headers.pop("Retry-After", None)
         return response
 
 
@@ -107,7 +117,8 @@ def _answer_too_large(app: Flask) -> None:
 def _require_authentication(app: Flask, security: SecuritySettings) -> None:
     @app.before_request
     def _authenticate() -> Response | None:
-        if request.endpoint not in PROTECTED_ENDPOINTS or _authenticated(security):
+        view = app.view_functions.get(request.endpoint or "")
+        if not getattr(view, "private", False) or _authenticated(security):
             return None
         response = respond(
             ApiError(401, "unauthorized", "Stored predictions are private: sign in to see them.")

@@ -15,10 +15,12 @@ from flask import Flask, current_app
 
 from flaskandmnist.classifier import IMAGE_SHAPE, Classifier
 from flaskandmnist.config import Settings
-from flaskandmnist.domain import Prediction, UnknownPrediction
+from flaskandmnist.domain import Prediction, UnknownPrediction, unknown_message
 from flaskandmnist.recognition import Recognizer
 from flaskandmnist.recorder import Recorder
 from flaskandmnist.storage import PredictionStore, StoreConnector
+
+from .params import parse_prediction_id
 
 EXTENSION = "flaskandmnist"
 
@@ -49,10 +51,11 @@ class Services:
         """This process's store, connected on first use (raises StorageError if it cannot)."""
         return self.stores.get()
 
-    def prediction(self, prediction_id: uuid.UUID) -> Prediction:
-        """The stored prediction with this id; UnknownPrediction (answered 404) if none."""
-        if (found := self.store.get(prediction_id)) is None:
-            raise UnknownPrediction(f"No prediction has the id {prediction_id}.")
+    def prediction(self, prediction_id: str | uuid.UUID) -> Prediction:
+        """The stored prediction with this id (as a URL gives it); UnknownPrediction
+        (answered 404) if none, or if the text is no prediction id."""
+        if (found := self.store.get(parse_prediction_id(str(prediction_id)))) is None:
+            raise UnknownPrediction(unknown_message(prediction_id))
         return found
 
     def close(self) -> None:

@@ -124,12 +124,13 @@ def uploads_from(request: Request, *, batch: bool, default_source: str = "api") 
 
 def form_data_uri(request: Request, field: str | None = None) -> Upload:
     """The image of a form-encoded ``<field>=<data URI>`` body (any field name if None)."""
-    values = [request.form.get(field)] if field else list(request.form.values())
-    value = next((v for v in values if v), None)
-    if value is None:
+    fields = [(field, request.form.get(field))] if field else list(request.form.items())
+    name, value = next(((n, v) for n, v in fields if v), (None, None))
+    if name is None:
         wanted = f"a form field '{field}'" if field else "one form field"
         raise ApiError(400, "missing_image", f"Send the drawing as a data URI in {wanted}.")
-    return Upload(decode_image_text(value, field or "form field"), "", "canvas")
+    # Errors name the field the client used, so that it can find what it sent.
+    return Upload(decode_image_text(value, name), "", "legacy")
 
 
 def reject_unnamed_fields() -> None:

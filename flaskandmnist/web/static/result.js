@@ -6,6 +6,21 @@ import { ApiError, postJson } from "./api.js";
 /** Below this confidence the result is shown as uncertain. */
 const SURE = 0.9;
 
+/** The input a result belongs to, as the server says it (pages.py, input_label). */
+export function inputLabel(result) {
+  if (result.source === "canvas") return "your drawing";
+  if (result.filename) return `the file ${result.filename}`;
+  return result.source === "upload" ? "an uploaded image" : "an image sent by a program";
+}
+
+/** What a person's answer did: picking the model's own digit confirms it (pages.py,
+ * correction_text). */
+function correctionText(saved) {
+  return saved.true_digit === saved.predicted_digit
+    ? `confirmed as ${saved.true_digit}`
+    : `corrected to ${saved.true_digit} (the model said ${saved.predicted_digit})`;
+}
+
 /** A probability as a percentage that never rounds a near-certainty up to 100%. */
 export function percent(value) {
   if (value >= 1) return "100%";
@@ -25,6 +40,7 @@ export class ResultCard {
 
   /** Shows a prediction as the API returns it (POST /api/v1/predictions). */
   show(result) {
+    this.field("origin").textContent = `Result for ${inputLabel(result)}`;
     this.field("digit").textContent = result.digit;
     this.field("confidence").textContent = percent(result.confidence);
     this.field("confidence").parentElement.classList.toggle("is-unsure", result.confidence < SURE);
@@ -72,7 +88,7 @@ export class ResultCard {
       for (const button of buttons) {
         button.setAttribute("aria-pressed", String(Number(button.value) === saved.true_digit));
       }
-      this.#setStatus(`Thank you: stored as ${saved.true_digit} (the model said ${saved.predicted_digit}).`);
+      this.#setStatus(`Thank you: ${correctionText(saved)}.`);
     } catch (error) {
       this.#setStatus(error instanceof ApiError ? error.message : String(error), true);
     } finally {

@@ -1,4 +1,4 @@
-# The flaskandmnist web service: Flask + the shipped TensorFlow model, served by gunicorn.
+# The flaskandmnist web service: Flask + the shipped LiteRT model, served by gunicorn.
 # docker-compose.yml runs it next to Cassandra; tests/test_container_command.py builds the
 # same environment without Docker and runs this file's CMD and HEALTHCHECK.
 FROM python:3.11-slim-bookworm
@@ -24,7 +24,7 @@ ENV OUTBOX_DIR=/var/lib/flaskandmnist/outbox
 RUN mkdir -p "$OUTBOX_DIR" && chown 10001:10001 "$OUTBOX_DIR"
 
 # Dependencies first, in their own layer: rebuilt only when requirements.txt changes
-# (exact pins; tensorflow-cpu on Linux, without the CUDA libraries).
+# (exact pins of what serving imports: no TensorFlow, which only training needs).
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 

@@ -1,4 +1,8 @@
-"""Command line: ``python -m flaskandmnist {train,export,evaluate,predict} ...``."""
+"""Command line: ``python -m flaskandmnist {train,export,evaluate,predict} ...``.
+
+``predict`` runs with the serving requirements alone; train, export and evaluate import
+TensorFlow (requirements-train.txt) when they run, not before.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,11 @@ from .config import Settings
 from .evaluation import evaluate, format_report
 from .imaging import ImageError, mnist_to_png, to_mnist
 from .mnist import MnistError, load_mnist
-from .model import export
-from .training import HyperParameters, to_float, train
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
+    from .training import HyperParameters, train
+
     overrides = {f.name: getattr(args, f.name, None) for f in fields(HyperParameters)}
     hp = HyperParameters(**{k: v for k, v in overrides.items() if v is not None})
     data = load_mnist(settings.mnist_dir, settings.mnist_download)
@@ -32,6 +36,8 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from .model import export
+
     model_path = args.model or settings.model_path
     card = export(model_path)
     print(f"wrote {litert_path(model_path)} (sha256 {card['litert_sha256']})")
@@ -39,6 +45,8 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from .training import to_float
+
     model_path = args.model or settings.model_path
     classifier = Classifier.load(model_path)
     data = load_mnist(settings.mnist_dir, settings.mnist_download)

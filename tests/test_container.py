@@ -291,15 +291,27 @@ def test_dependencies_are_a_cached_layer_installed_before_the_code_is_copied(
     assert environment["PYTHONUNBUFFERED"] == "1"
 
 
-def test_requirements_are_pinned_with_cpu_tensorflow_on_linux() -> None:
-    lines = [
-        line.split("#")[0].strip()
-        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
-    ]
-    requirements = [line for line in lines if line]
+def pinned_lines(name: str) -> list[str]:
+    """The requirement lines of a requirements file, comments left out."""
+    lines = [line.split("#")[0].strip() for line in (REPO_ROOT / name).read_text().splitlines()]
+    return [line for line in lines if line]
+
+
+def test_serving_requirements_are_pinned_and_leave_tensorflow_out() -> None:
+    requirements = pinned_lines("requirements.txt")
     assert requirements
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+(\s*;.*)?", r) for r in requirements)
-    assert any(re.fullmatch(r'tensorflow-cpu==[\w.]+; sys_platform == "linux"', r) for r in lines)
+    names = {re.split(r"[=;\s]", r)[0].lower() for r in requirements}
+    assert not names & {"tensorflow", "tensorflow-cpu", "keras", "tf-keras"}
+
+
+def test_training_requirements_add_cpu_tensorflow_on_linux() -> None:
+    requirements = pinned_lines("requirements-train.txt")
+    assert requirements[0] == "-r requirements.txt"
+    assert any(
+        re.fullmatch(r'tensorflow-cpu==[\w.]+; sys_platform == "linux"', r) for r in requirements
+    )
+    assert pinned_lines("requirements-dev.txt")[0] == "-r requirements-train.txt"
 
 
 def test_image_runs_as_a_fixed_non_root_user(instructions: list[Instruction]) -> None:
@@ -340,11 +352,12 @@ def test_build_context_holds_the_code_and_the_model(instructions: list[Instructi
         "csd.py",
         "flaskandmnist/gunicorn_conf.py",
         "flaskandmnist/web/__init__.py",
-        "flaskandmnist/models/mnist_deep.weights.h5",
         "flaskandmnist/models/mnist_deep.json",
         "flaskandmnist/models/mnist_deep.tflite",
     ):
         assert path in context, path
+    # The Keras weights are for training; serving runs the LiteRT model.
+    assert "flaskandmnist/models/mnist_deep.weights.h5" not in context
     for copy in (i for i in instructions if i.keyword == "COPY"):
         source = copy.args.split()[0].rstrip("/")
         assert source in context, f"COPY {copy.args}: not in the build context"
@@ -363,9 +376,10 @@ def test_dockerignore_keeps_data_caches_and_tests_out(tmp_path: Path) -> None:
         "requirements.txt",
         "csd.py",
         "flaskandmnist/__init__.py",
-        "flaskandmnist/models/mnist_deep.weights.h5",
+        "flaskandmnist/models/mnist_deep.tflite",
     }
     unwanted = {
+        "flaskandmnist/models/mnist_deep.weights.h5",
         ".git/HEAD",
         ".venv/bin/python",
         ".cache/flaskandmnist/data/x.db",

@@ -352,11 +352,14 @@ def start(
     heap: str | None,
     auth: bool | None,
     wait_timeout: float,
+    started_file: Path | None = None,
 ) -> float:
     """Starts the node (installing first if needed); returns seconds until CQL answered.
 
     Settings left out are taken from the previous start in the same data folder, so
-    ``start --data-dir D`` brings a stopped node back exactly as it was.
+    ``start --data-dir D`` brings a stopped node back exactly as it was. ``started_file``
+    gets the node's pid when this call started it, and nothing when the node already ran:
+    a caller that stops what it started (scripts/serve.sh) leaves a running node alone.
     """
     data_dir = data_dir.resolve()
     previous = _read_node(data_dir)
@@ -418,6 +421,8 @@ def start(
         _pidfile(data_dir).unlink(missing_ok=True)
         raise
     seconds = time.monotonic() - started
+    if started_file is not None:
+        started_file.write_text(f"{process.pid}\n")
     print(
         f"Cassandra {version} (pid {process.pid}) answers CQL on {HOST}:{node['port']} "
         f"after {seconds:.1f} s; data in {data_dir}"
@@ -508,6 +513,11 @@ def _parser() -> argparse.ArgumentParser:
         help="require username/password (PasswordAuthenticator, superuser cassandra/cassandra)",
     )
     start_cmd.add_argument("--wait-timeout", type=float, default=300.0, metavar="SECONDS")
+    start_cmd.add_argument(
+        "--started-file",
+        type=Path,
+        help="write the node's pid here when this command started it (not when it already ran)",
+    )
     for name, text in (("stop", "stop the node gracefully"), ("status", "is the node up?")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--data-dir", type=Path, default=default_data, help=data_help)
@@ -530,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
                 heap=args.heap,
                 auth=args.auth,
                 wait_timeout=args.wait_timeout,
+                started_file=args.started_file,
             )
         elif args.command == "stop":
             print("stopped" if stop(args.data_dir) else "not running")

@@ -562,8 +562,9 @@ def test_serve_script_runs_the_images_command_after_cassandra_and_the_schema() -
         if line.startswith(".venv/bin/python scripts/cassandra.py start")
     ]
     [schema] = [n for n, line in enumerate(lines) if line.startswith(".venv/bin/python csd.py")]
-    [serve] = [n for n, line in enumerate(lines) if line.startswith("exec ")]
+    # In the background: the script waits for it to be ready, then says where to open it.
+    [serve] = [n for n, line in enumerate(lines) if line.startswith(".venv/bin/gunicorn ")]
     assert start < schema < serve
-    command = shlex.split(lines[serve])[1:]
-    assert command[0] == ".venv/bin/gunicorn"
-    assert ["gunicorn", *command[1:]] == GUNICORN_COMMAND
+    command = shlex.split(lines[serve])
+    assert command[-1] == "&"
+    assert ["gunicorn", *command[1:-1]] == GUNICORN_COMMAND

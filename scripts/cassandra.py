@@ -408,6 +408,8 @@ def start(
             start_new_session=True,  # outlives this script and the caller's Ctrl-C
         )
     _pidfile(data_dir).write_text(f"{process.pid}\n")
+    if started_file is not None:
+        started_file.write_text(f"{process.pid}\n")
     # Our own child is watched through poll(): its /proc cmdline reads empty for a moment
     # after exec, which _alive() would take for a dead process on a busy machine.
     try:
@@ -421,8 +423,6 @@ def start(
         _pidfile(data_dir).unlink(missing_ok=True)
         raise
     seconds = time.monotonic() - started
-    if started_file is not None:
-        started_file.write_text(f"{process.pid}\n")
     print(
         f"Cassandra {version} (pid {process.pid}) answers CQL on {HOST}:{node['port']} "
         f"after {seconds:.1f} s; data in {data_dir}"
@@ -526,6 +526,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # A caller that gives up (scripts/serve.sh on Ctrl-C) sends SIGTERM: leave as on Ctrl-C,
+    # so that a start in progress kills the half-started node.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         if args.command == "install":
             home = install(args.cassandra_version, args.cache_dir)

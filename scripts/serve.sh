@@ -11,10 +11,10 @@
 # running. Every other setting is the same environment variable as in the container
 # (docs/operations.md).
 set -euo pipefail
-source "$(dirname "$0")/venv.sh" requirements.txt
-cd "$ROOT"
+cd "$(dirname "$0")/.."
 
 started_file="$(mktemp)"
+cassandra=""
 server=""
 stop_all() {
     trap - EXIT INT TERM
@@ -23,10 +23,14 @@ stop_all() {
         kill -TERM "$server" 2>/dev/null || true
         wait "$server" 2>/dev/null || true
     fi
+    if [[ -n "$cassandra" ]] && kill -0 "$cassandra" 2>/dev/null; then
+        kill -TERM "$cassandra" 2>/dev/null || true # a start in progress kills its node
+        wait "$cassandra" 2>/dev/null || true
+    fi
     if [[ -s "$started_file" ]]; then
         echo "Stopping the Cassandra this script started (its data stays for the next start)"
-        .venv/bin/python scripts/cassandra.py stop >/dev/null
-    else
+        python3 scripts/cassandra.py stop >/dev/null
+    elif [[ -n "$cassandra" ]]; then
         echo "Cassandra was running before this script started: left running" \
             "(scripts/cassandra.py stop stops it)"
     fi
@@ -36,9 +40,16 @@ trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "Starting Apache Cassandra (the first time it is fetched with Maven: a minute or two)"
-.venv/bin/python scripts/cassandra.py start --port "${CASSANDRA_PORT:-9042}" \
-    --started-file "$started_file"
+# Cassandra starts while pip installs: scripts/cassandra.py needs Python's standard library
+# only. The first time it is fetched with Maven.
+echo "Starting Apache Cassandra in the background (the first time it is downloaded first)"
+python3 scripts/cassandra.py start --port "${CASSANDRA_PORT:-9042}" \
+    --started-file "$started_file" &
+cassandra=$!
+source scripts/venv.sh requirements.txt
+echo "Waiting for Cassandra"
+wait "$cassandra"
+cassandra=""
 export CASSANDRA_CONTACT_POINTS=127.0.0.1
 .venv/bin/python csd.py --wait-timeout 120
 
@@ -52,10 +63,11 @@ local = "127.0.0.1" if wildcard else host
 print(f"http://{host}:{web.port}", f"http://{local}:{web.port}/readyz")')
 
 echo "Starting the web server (each worker loads the model)"
-# The Dockerfile's CMD (tests/test_container.py keeps the two the same).
-.venv/bin/gunicorn --config python:flaskandmnist.gunicorn_conf "flaskandmnist.web:create_app()" &
+# The Dockerfile's CMD (tests/test_container.py keeps the two the same), in a session of its
+# own: Ctrl-C reaches this script, which stops gunicorn once, gracefully (SIGTERM).
+setsid .venv/bin/gunicorn --config python:flaskandmnist.gunicorn_conf "flaskandmnist.web:create_app()" &
 server=$!
-until .venv/bin/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=2)' \
+until .venv/bin/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=5)' \
     "$probe" 2>/dev/null; do
     if ! kill -0 "$server" 2>/dev/null; then
         wait "$server" || exit $?

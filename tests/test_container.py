@@ -557,14 +557,13 @@ def test_serve_script_runs_the_images_command_after_cassandra_and_the_schema() -
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     lines = [line.strip() for line in script.read_text().splitlines()]
     [start] = [
-        n
-        for n, line in enumerate(lines)
-        if line.startswith(".venv/bin/python scripts/cassandra.py start")
+        n for n, line in enumerate(lines) if line.startswith("python3 scripts/cassandra.py start")
     ]
     [schema] = [n for n, line in enumerate(lines) if line.startswith(".venv/bin/python csd.py")]
-    # In the background: the script waits for it to be ready, then says where to open it.
-    [serve] = [n for n, line in enumerate(lines) if line.startswith(".venv/bin/gunicorn ")]
+    # In the background, in a session of its own: the script waits for it to be ready, says
+    # where to open it, and stops it on Ctrl-C.
+    [serve] = [n for n, line in enumerate(lines) if line.startswith("setsid .venv/bin/gunicorn ")]
     assert start < schema < serve
     command = shlex.split(lines[serve])
     assert command[-1] == "&"
-    assert ["gunicorn", *command[1:-1]] == GUNICORN_COMMAND
+    assert ["gunicorn", *command[2:-1]] == GUNICORN_COMMAND

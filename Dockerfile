@@ -17,7 +17,7 @@ WORKDIR /app
 # control socket.
 RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin app
 
-# Predictions wait in this folder while Cassandra cannot take them (README: the outbox).
+# Predictions wait in this folder while Cassandra cannot take them (docs/durability.md).
 # docker-compose.yml mounts a named volume here, so they outlive the container; a new
 # volume copies this folder's owner.
 ENV OUTBOX_DIR=/var/lib/flaskandmnist/outbox
@@ -38,5 +38,5 @@ EXPOSE 5000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; from flaskandmnist.config import WebSettings as W; u.urlopen(f'http://127.0.0.1:{W.from_env().port}/healthz', timeout=4)"]
 
-# Workers, threads and timeouts: WEB_WORKERS, WEB_THREADS, WEB_TIMEOUT (see the README).
+# Workers, threads and timeouts: WEB_WORKERS, WEB_THREADS, WEB_TIMEOUT (docs/operations.md).
 CMD ["gunicorn", "--config", "python:flaskandmnist.gunicorn_conf", "flaskandmnist.web:create_app()"]

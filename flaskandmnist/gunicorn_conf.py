@@ -37,7 +37,7 @@ threads = _web.threads
 # Each worker listens on its own socket (SO_REUSEPORT) and the kernel spreads connections
 # over them evenly. On one shared socket, whichever worker wakes first accepts: a burst of
 # keep-alive connections (a load test, a proxy's pool) could land 96 % on one worker, whose
-# GIL then sets the pace of the whole server (README: "Load benchmark"). The price: when a
+# GIL then sets the pace of the whole server (docs/benchmarks.md). The price: when a
 # worker dies, the connections still waiting in its socket's queue are reset.
 reuse_port = True
 timeout = _web.timeout_s

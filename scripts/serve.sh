@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 
 started_file="$(mktemp)"
 cassandra=""
+cassandra_up=""
 server=""
 stop_all() {
     trap - EXIT INT TERM
@@ -30,7 +31,7 @@ stop_all() {
     if [[ -s "$started_file" ]]; then
         echo "Stopping the Cassandra this script started (its data stays for the next start)"
         python3 scripts/cassandra.py stop >/dev/null
-    elif [[ -n "$cassandra" ]]; then
+    elif [[ -n "$cassandra_up" ]]; then
         echo "Cassandra was running before this script started: left running" \
             "(scripts/cassandra.py stop stops it)"
     fi
@@ -50,6 +51,7 @@ source scripts/venv.sh requirements.txt
 echo "Waiting for Cassandra"
 wait "$cassandra"
 cassandra=""
+cassandra_up=yes
 export CASSANDRA_CONTACT_POINTS=127.0.0.1
 .venv/bin/python csd.py --wait-timeout 120
 
@@ -75,7 +77,12 @@ until .venv/bin/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1
     fi
     sleep 0.5
 done
+if [[ -s "$started_file" ]]; then
+    stops="Ctrl-C stops the server and the Cassandra this script started"
+else
+    stops="Ctrl-C stops the server; Cassandra was already running and stays running"
+fi
 echo
-echo "Ready after ${SECONDS} s: open $url   (Ctrl-C stops the server and the Cassandra it started)"
+echo "Ready after ${SECONDS} s: open $url   ($stops)"
 echo
 wait "$server"

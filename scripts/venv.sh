@@ -35,7 +35,9 @@ if [[ "$(tail -n +2 "$_marker" 2>/dev/null)" != "$_files" ||
         *) _took="a few minutes: TensorFlow, Playwright and the test tools" ;;
     esac
     echo "Installing $_wanted into .venv with pip ($_took the first time)" >&2
-    "$ROOT/.venv/bin/pip" install --disable-pip-version-check \
+    # --no-compile: Python compiles what it imports on first use; compiling every file of
+    # scipy and the rest up front would slow the install of a first start.
+    "$ROOT/.venv/bin/pip" install --disable-pip-version-check --no-compile \
         -r "$ROOT/$_wanted" >&2
     printf '%s\n%s' "$_wanted" "$_files" >"$_marker"
 fi

@@ -21,6 +21,9 @@ from .evaluation import evaluate, format_report
 from .imaging import ImageError, mnist_to_png, to_mnist
 from .mnist import MnistError, load_mnist
 
+#: What train, export and evaluate import beyond the serving requirements.
+TRAINING_MODULES = frozenset({"tensorflow", "keras"})
+
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
     from .training import HyperParameters, train
@@ -124,6 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args, Settings.from_env())
     except (MnistError, ModelNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name not in TRAINING_MODULES:
+            raise
+        print(
+            f"error: {args.command} needs TensorFlow, which serving does not install: "
+            "install requirements-train.txt (scripts/run.sh does)",
+            file=sys.stderr,
+        )
         return 2
 
 

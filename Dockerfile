@@ -1,4 +1,4 @@
-# The flaskandmnist web service: Flask + the shipped TensorFlow model, served by gunicorn.
+# The flaskandmnist web service: Flask + the shipped LiteRT model, served by gunicorn.
 # docker-compose.yml runs it next to Cassandra; tests/test_container_command.py builds the
 # same environment without Docker and runs this file's CMD and HEALTHCHECK.
 FROM python:3.11-slim-bookworm
@@ -17,14 +17,14 @@ WORKDIR /app
 # control socket.
 RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin app
 
-# Predictions wait in this folder while Cassandra cannot take them (README: the outbox).
+# Predictions wait in this folder while Cassandra cannot take them (docs/durability.md).
 # docker-compose.yml mounts a named volume here, so they outlive the container; a new
 # volume copies this folder's owner.
 ENV OUTBOX_DIR=/var/lib/flaskandmnist/outbox
 RUN mkdir -p "$OUTBOX_DIR" && chown 10001:10001 "$OUTBOX_DIR"
 
 # Dependencies first, in their own layer: rebuilt only when requirements.txt changes
-# (exact pins; tensorflow-cpu on Linux, without the CUDA libraries).
+# (exact pins of what serving imports: no TensorFlow, which only training needs).
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
@@ -38,5 +38,5 @@ EXPOSE 5000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; from flaskandmnist.config import WebSettings as W; u.urlopen(f'http://127.0.0.1:{W.from_env().port}/healthz', timeout=4)"]
 
-# Workers, threads and timeouts: WEB_WORKERS, WEB_THREADS, WEB_TIMEOUT (see the README).
+# Workers, threads and timeouts: WEB_WORKERS, WEB_THREADS, WEB_TIMEOUT (docs/operations.md).
 CMD ["gunicorn", "--config", "python:flaskandmnist.gunicorn_conf", "flaskandmnist.web:create_app()"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Creates or upgrades the flaskandmnist keyspace and tables in Cassandra; safe to re-run.
 
-This file is the one definition of the schema (the README documents it). On an existing
+This file is the one definition of the schema (docs/cassandra.md documents it). On an existing
 keyspace it creates missing tables and adds missing columns; it never drops or changes
 anything else, so tables of earlier versions and their data stay as they are. Settings
 default to the CASSANDRA_* environment variables (flaskandmnist/config.py).

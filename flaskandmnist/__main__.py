@@ -1,8 +1,7 @@
 """Command line: ``python -m flaskandmnist {train,export,evaluate,predict} ...``.
 
-``evaluate`` and ``predict`` run the LiteRT model as serving does; only ``train`` and
-``export`` import TensorFlow and Keras, inside the command, which would otherwise cost every
-command their memory and import time.
+``predict`` and ``evaluate`` run the LiteRT model with the serving requirements alone;
+``train`` and ``export`` import TensorFlow (requirements-train.txt) inside the command.
 """
 
 from __future__ import annotations
@@ -21,6 +20,9 @@ from .config import Settings
 from .evaluation import evaluate, format_report
 from .imaging import ImageError, mnist_to_png, to_mnist
 from .mnist import MnistError, load_mnist, to_float
+
+#: What train and export import beyond the serving requirements.
+TRAINING_MODULES = frozenset({"tensorflow", "keras"})
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
@@ -123,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args, Settings.from_env())
     except (MnistError, ModelNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name not in TRAINING_MODULES:
+            raise
+        print(
+            f"error: {args.command} needs TensorFlow, which serving does not install: "
+            "install requirements-train.txt (scripts/run.sh does)",
+            file=sys.stderr,
+        )
         return 2
 
 

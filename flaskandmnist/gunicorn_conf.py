@@ -9,6 +9,7 @@ configuration is read.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import socket
@@ -81,10 +82,27 @@ if _metrics_dir is None:
 raw_env.append(f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir}")
 
 
+class ListeningAddress(logging.Filter):
+    """Names the address in gunicorn's "Listening at:" line. gunicorn builds that line from
+    the master's sockets, and with reuse_port the master has none (each worker binds its
+    own), so it would read "Listening at:  (pid)"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            isinstance(record.msg, str)
+            and record.msg.startswith("Listening at:")
+            and isinstance(record.args, tuple)
+            and record.args[:1] == ("",)
+        ):
+            record.args = (f"http://{bind} (a socket per worker)", *record.args[1:])
+        return True
+
+
 def on_starting(server: Arbiter) -> None:
     """Stops if another server listens on the port; forgets the metrics of an earlier run
-    in a PROMETHEUS_MULTIPROC_DIR that was given."""
+    in a PROMETHEUS_MULTIPROC_DIR that was given; names the address in the log."""
     _refuse_a_taken_port()
+    logging.getLogger("gunicorn.error").addFilter(ListeningAddress())
     for stale in _metrics_dir.glob("*.db"):
         stale.unlink()
 

@@ -352,11 +352,14 @@ def start(
     heap: str | None,
     auth: bool | None,
     wait_timeout: float,
+    started_file: Path | None = None,
 ) -> float:
     """Starts the node (installing first if needed); returns seconds until CQL answered.
 
     Settings left out are taken from the previous start in the same data folder, so
-    ``start --data-dir D`` brings a stopped node back exactly as it was.
+    ``start --data-dir D`` brings a stopped node back exactly as it was. ``started_file``
+    gets the node's pid when this call started it, and nothing when the node already ran:
+    a caller that stops what it started (scripts/serve.sh) leaves a running node alone.
     """
     data_dir = data_dir.resolve()
     previous = _read_node(data_dir)
@@ -405,6 +408,8 @@ def start(
             start_new_session=True,  # outlives this script and the caller's Ctrl-C
         )
     _pidfile(data_dir).write_text(f"{process.pid}\n")
+    if started_file is not None:
+        started_file.write_text(f"{process.pid}\n")
     # Our own child is watched through poll(): its /proc cmdline reads empty for a moment
     # after exec, which _alive() would take for a dead process on a busy machine.
     try:
@@ -508,6 +513,11 @@ def _parser() -> argparse.ArgumentParser:
         help="require username/password (PasswordAuthenticator, superuser cassandra/cassandra)",
     )
     start_cmd.add_argument("--wait-timeout", type=float, default=300.0, metavar="SECONDS")
+    start_cmd.add_argument(
+        "--started-file",
+        type=Path,
+        help="write the node's pid here when this command started it (not when it already ran)",
+    )
     for name, text in (("stop", "stop the node gracefully"), ("status", "is the node up?")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--data-dir", type=Path, default=default_data, help=data_help)
@@ -516,6 +526,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # A caller that gives up (scripts/serve.sh on Ctrl-C) sends SIGTERM: leave as on Ctrl-C,
+    # so that a start in progress kills the half-started node.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         if args.command == "install":
             home = install(args.cassandra_version, args.cache_dir)
@@ -530,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
                 heap=args.heap,
                 auth=args.auth,
                 wait_timeout=args.wait_timeout,
+                started_file=args.started_file,
             )
         elif args.command == "stop":
             print("stopped" if stop(args.data_dir) else "not running")

@@ -90,7 +90,8 @@ class LocalServer(CassandraServer):
 
     def __init__(self, data_dir: Path):
         self._script = load_local_cassandra()
-        self._data_dir = data_dir
+        #: The node's folder, as ``scripts/cassandra.py --data-dir`` takes it.
+        self.data_dir = data_dir
         super().__init__("127.0.0.1", self._script.free_port(), "cassandra", "cassandra")
         started = time.monotonic()
         self._script.install(self._script.DEFAULT_VERSION, self._script.default_cache_dir())
@@ -101,7 +102,7 @@ class LocalServer(CassandraServer):
         seconds = self._script.start(
             version=self._script.DEFAULT_VERSION,
             cache=self._script.default_cache_dir(),
-            data_dir=self._data_dir,
+            data_dir=self.data_dir,
             port=self.port,
             storage_port=None,
             heap=HEAP,
@@ -111,7 +112,7 @@ class LocalServer(CassandraServer):
         self.timings["restart" if "start" in self.timings else "start"] = seconds
 
     def stop(self) -> None:
-        self._script.stop(self._data_dir)
+        self._script.stop(self.data_dir)
 
     def shutdown(self) -> None:
         self.stop()

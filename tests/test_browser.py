@@ -95,9 +95,13 @@ def keyspace(new_keyspace: Callable[[str], str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(cassandra: CassandraServer, keyspace: str, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    with gunicorn({**cassandra.environ(), "CASSANDRA_KEYSPACE": keyspace}, log) as url:
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+
+
+@pytest.fixture(scope="module")
+def server(cassandra: CassandraServer, keyspace: str, server_log: Path) -> Iterator[str]:
+    with gunicorn({**cassandra.environ(), "CASSANDRA_KEYSPACE": keyspace}, server_log) as url:
         yield url
 
 
@@ -386,4 +390,25 @@ def test_phone_draws_with_touch(
     page.screenshot(path=SCREENSHOTS / "phone-history.png", full_page=True)
     page.goto(result["page_url"])
     page.screenshot(path=SCREENSHOTS / "phone-detail.png", full_page=True)
+    context.close()
+
+
+def test_gunicorn_says_where_it_listens(server: str, server_log: Path) -> None:
+    # With reuse_port the master holds no socket; gunicorn's own line would name none.
+    assert f"Listening at: {server} " in server_log.read_text()
+
+
+def test_api_docs_render_the_openapi_document(
+    browser: Browser, server: str, problems: Problems
+) -> None:
+    context = _context(browser, server, viewport=DESKTOP)
+    page = problems.watch(context.new_page())
+    page.goto("/api/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("flaskandmnist API")
+    operations = page.locator(".swagger-ui .opblock-summary-path")
+    expect(operations.first).to_be_visible()
+    # Swagger UI puts zero-width spaces before each "/" so that long paths can wrap.
+    paths = [text.replace("\u200b", "").strip() for text in operations.all_text_contents()]
+    assert "/predictions" in paths
+    page.screenshot(path=SCREENSHOTS / "api-docs.png", full_page=True)
     context.close()

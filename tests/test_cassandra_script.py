@@ -1,4 +1,4 @@
-"""scripts/cassandra.py without starting a node: status, port clashes, cached installs."""
+"""scripts/cassandra.py: status, port clashes, cached installs, and who started a node."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cassandra_server import REPO_ROOT, load_local_cassandra
+import pytest
+from cassandra_server import REPO_ROOT, CassandraServer, LocalServer, load_local_cassandra
 
 SCRIPT = REPO_ROOT / "scripts" / "cassandra.py"
 local_cassandra = load_local_cassandra()
@@ -51,3 +52,30 @@ def test_an_installed_version_is_not_fetched_again(tmp_path: Path) -> None:
     result = run_script("--cache-dir", str(tmp_path), "--cassandra-version", "5.0.0", "install")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"Cassandra 5.0.0 installed in {home}"
+
+
+@pytest.mark.cassandra
+def test_start_records_the_node_it_started_and_not_one_that_already_ran(
+    cassandra: CassandraServer, tmp_path: Path
+) -> None:
+    """The decision scripts/serve.sh stops Cassandra by: only a node its own start began."""
+    if not isinstance(cassandra, LocalServer):
+        pytest.skip("restarts the test server, which only a scripts/cassandra.py node allows")
+    data_dir = str(cassandra.data_dir)
+    cache = str(local_cassandra.default_cache_dir())
+    cassandra.stop()
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    started = run_script(
+        "--cache-dir", cache, "start", "--data-dir", data_dir, "--started-file", str(ours)
+    )
+    assert started.returncode == 0, started.stderr
+    pid = local_cassandra.running_pid(cassandra.data_dir.resolve())
+    assert pid is not None and ours.read_text().strip() == str(pid)
+    assert local_cassandra.cql_answers(cassandra.port)
+
+    again = run_script(
+        "--cache-dir", cache, "start", "--data-dir", data_dir, "--started-file", str(theirs)
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"already running in {cassandra.data_dir.resolve()} (pid {pid})" in again.stdout
+    assert not theirs.exists()

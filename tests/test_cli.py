@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from live_server import REPO_ROOT
 
 from flaskandmnist.__main__ import main
 from flaskandmnist.classifier import Classifier, ModelNotFoundError, card_path, litert_path
@@ -73,3 +77,38 @@ def test_export_writes_the_litert_model_of_existing_weights(
     assert f"wrote {litert_path(weights)}" in capsys.readouterr().out
     exported = Classifier.load(weights)
     assert exported.predict_one(to_float(mnist.test_images[0])).digit == 7
+
+
+def without_tensorflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The command line in a Python where TensorFlow and Keras cannot be imported, as in a
+    venv of the serving requirements only."""
+    code = (
+        "import sys; sys.modules['tensorflow'] = sys.modules['keras'] = None; "
+        "from flaskandmnist.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_predict_needs_no_tensorflow(digit_pngs: dict[int, bytes], tmp_path: Path) -> None:
+    (tmp_path / "seven.png").write_bytes(digit_pngs[7])
+    result = without_tensorflow("predict", "seven.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("seven.png: 7 (confidence ")
+
+
+@pytest.mark.parametrize("command", ["train", "export"])
+def test_training_commands_say_when_tensorflow_is_missing(command: str, tmp_path: Path) -> None:
+    result = without_tensorflow(command, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {command} needs TensorFlow, which serving does not install: "
+        "install requirements-train.txt (scripts/run.sh does)"
+    )

@@ -195,7 +195,7 @@ def test_web_healthcheck_is_the_dockerfiles(
 def test_compose_passes_every_service_setting_and_nothing_else(config: dict[str, Any]) -> None:
     passed = config["services"]["web"]["environment"]
     wanted = names_the_app_reads() - NOT_PASSED
-    assert not wanted - set(passed), "add these to x-app in docker-compose.yml and the README"
+    assert not wanted - set(passed), "add these to x-app in docker-compose.yml and docs"
     assert not set(passed) - wanted, "the app reads none of these"
     assert config["services"]["schema"]["environment"] == passed
     # Only the Cassandra of the compose file is fixed; the rest keep the app's defaults.
@@ -223,8 +223,8 @@ def test_variables_from_the_shell_reach_the_app(config: dict[str, Any]) -> None:
     }
 
 
-def test_readme_documents_every_variable_of_the_compose_file(config: dict[str, Any]) -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
+def test_docs_document_every_variable_of_the_compose_file(config: dict[str, Any]) -> None:
+    readme = (REPO_ROOT / "docs" / "operations.md").read_text()
     section = readme[readme.index("## Run with Docker") :]
     compose_only = {"WEB_PUBLISHED_PORT", "CASSANDRA_MAX_HEAP_SIZE", "CASSANDRA_HEAP_NEWSIZE"}
     passed = set(config["services"]["web"]["environment"]) - {
@@ -232,7 +232,7 @@ def test_readme_documents_every_variable_of_the_compose_file(config: dict[str, A
         "CASSANDRA_PORT",
     }
     missing = {name for name in passed | compose_only if f"`{name}`" not in readme}
-    assert not missing, f"README documents no {sorted(missing)}"
+    assert not missing, f"docs/operations.md documents no {sorted(missing)}"
     assert "docker compose up" in section
     assert "docker compose exec cassandra cqlsh" in section
     assert "scripts/serve.sh" in section
@@ -292,15 +292,27 @@ def test_dependencies_are_a_cached_layer_installed_before_the_code_is_copied(
     assert environment["PYTHONUNBUFFERED"] == "1"
 
 
-def test_requirements_are_pinned_with_cpu_tensorflow_on_linux() -> None:
-    lines = [
-        line.split("#")[0].strip()
-        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
-    ]
-    requirements = [line for line in lines if line]
+def pinned_lines(name: str) -> list[str]:
+    """The requirement lines of a requirements file, comments left out."""
+    lines = [line.split("#")[0].strip() for line in (REPO_ROOT / name).read_text().splitlines()]
+    return [line for line in lines if line]
+
+
+def test_serving_requirements_are_pinned_and_leave_tensorflow_out() -> None:
+    requirements = pinned_lines("requirements.txt")
     assert requirements
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+(\s*;.*)?", r) for r in requirements)
-    assert any(re.fullmatch(r'tensorflow-cpu==[\w.]+; sys_platform == "linux"', r) for r in lines)
+    names = {re.split(r"[=;\s]", r)[0].lower() for r in requirements}
+    assert not names & {"tensorflow", "tensorflow-cpu", "keras", "tf-keras"}
+
+
+def test_training_requirements_add_cpu_tensorflow_on_linux() -> None:
+    requirements = pinned_lines("requirements-train.txt")
+    assert requirements[0] == "-r requirements.txt"
+    assert any(
+        re.fullmatch(r'tensorflow-cpu==[\w.]+; sys_platform == "linux"', r) for r in requirements
+    )
+    assert pinned_lines("requirements-dev.txt")[0] == "-r requirements-train.txt"
 
 
 def test_image_runs_as_a_fixed_non_root_user(instructions: list[Instruction]) -> None:
@@ -341,11 +353,12 @@ def test_build_context_holds_the_code_and_the_model(instructions: list[Instructi
         "csd.py",
         "flaskandmnist/gunicorn_conf.py",
         "flaskandmnist/web/__init__.py",
-        "flaskandmnist/models/mnist_deep.weights.h5",
         "flaskandmnist/models/mnist_deep.json",
         "flaskandmnist/models/mnist_deep.tflite",
     ):
         assert path in context, path
+    # The Keras weights are for training; serving runs the LiteRT model.
+    assert "flaskandmnist/models/mnist_deep.weights.h5" not in context
     for copy in (i for i in instructions if i.keyword == "COPY"):
         source = copy.args.split()[0].rstrip("/")
         assert source in context, f"COPY {copy.args}: not in the build context"
@@ -364,9 +377,10 @@ def test_dockerignore_keeps_data_caches_and_tests_out(tmp_path: Path) -> None:
         "requirements.txt",
         "csd.py",
         "flaskandmnist/__init__.py",
-        "flaskandmnist/models/mnist_deep.weights.h5",
+        "flaskandmnist/models/mnist_deep.tflite",
     }
     unwanted = {
+        "flaskandmnist/models/mnist_deep.weights.h5",
         ".git/HEAD",
         ".venv/bin/python",
         ".cache/flaskandmnist/data/x.db",
@@ -553,13 +567,13 @@ def test_serve_script_runs_the_images_command_after_cassandra_and_the_schema() -
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     lines = [line.strip() for line in script.read_text().splitlines()]
     [start] = [
-        n
-        for n, line in enumerate(lines)
-        if line.startswith(".venv/bin/python scripts/cassandra.py start")
+        n for n, line in enumerate(lines) if line.startswith("python3 scripts/cassandra.py start")
     ]
     [schema] = [n for n, line in enumerate(lines) if line.startswith(".venv/bin/python csd.py")]
-    [serve] = [n for n, line in enumerate(lines) if line.startswith("exec ")]
+    # In the background, in a session of its own: the script waits for it to be ready, says
+    # where to open it, and stops it on Ctrl-C.
+    [serve] = [n for n, line in enumerate(lines) if line.startswith("setsid .venv/bin/gunicorn ")]
     assert start < schema < serve
-    command = shlex.split(lines[serve])[1:]
-    assert command[0] == ".venv/bin/gunicorn"
-    assert ["gunicorn", *command[1:]] == GUNICORN_COMMAND
+    command = shlex.split(lines[serve])
+    assert command[-1] == "&"
+    assert ["gunicorn", *command[2:-1]] == GUNICORN_COMMAND

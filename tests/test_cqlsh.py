@@ -1,20 +1,15 @@
-"""The README's cqlsh commands, run verbatim with cqlsh against the test server."""
+"""The README's cqlsh commands, run verbatim (through scripts/cqlsh) against the test server."""
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from cassandra.cluster import Session
-from cassandra.util import datetime_from_uuid1
 from cassandra_server import REPO_ROOT, CassandraServer
 from sample_predictions import make_prediction
 
@@ -31,7 +26,7 @@ KEYSPACE = "flaskandmnist"
 
 
 def readme_commands() -> dict[str, str]:
-    """The cqlsh lines of the README's marked block, keyed by the comment above each."""
+    """The shell lines of the README's marked block, keyed by the comment above them."""
     text = (REPO_ROOT / "README.md").read_text()
     block = text[text.index(MARKER) :].split("```sh\n", 1)[1].split("```", 1)[0]
     commands: dict[str, str] = {}
@@ -39,8 +34,8 @@ def readme_commands() -> dict[str, str]:
     for line in block.splitlines():
         if line.startswith("# "):
             title = line[2:]
-        elif line.startswith("cqlsh "):
-            commands[title] = line
+        elif line.strip():
+            commands[title] = commands.get(title, "") + line + "\n"
     return commands
 
 
@@ -48,7 +43,7 @@ COMMANDS = readme_commands()
 
 
 def command(start: str) -> str:
-    (found,) = (line for title, line in COMMANDS.items() if title.startswith(start))
+    (found,) = (lines for title, lines in COMMANDS.items() if title.startswith(start))
     return found
 
 
@@ -62,17 +57,14 @@ def store(cassandra: CassandraServer, cql_session: Session) -> Iterator[Predicti
 
 @pytest.fixture(scope="module")
 def saved(store: PredictionStore) -> dict[str, Prediction]:
-    """Five predictions today and the one whose id the README names."""
+    """Six predictions today; "newest" is saved last, the one the by-id example finds."""
     predictions = {
         name: make_prediction(digit, filename=f"{name}.png", seed=seed)
         for seed, (name, digit) in enumerate(
             [("first7", 7), ("three", 3), ("second7", 7), ("one", 1), ("zero", 0)]
         )
     }
-    (readme_id,) = map(uuid.UUID, UUID.findall(command("One prediction")))
-    made_at = datetime_from_uuid1(readme_id).replace(tzinfo=UTC)
-    example = make_prediction(4, filename="example.png", created_at=made_at)
-    predictions["example"] = Prediction(**{**example.__dict__, "id": readme_id})
+    predictions["newest"] = make_prediction(4, filename="newest.png")
     for prediction in predictions.values():
         store.save(prediction)
     return predictions
@@ -80,7 +72,8 @@ def saved(store: PredictionStore) -> dict[str, Prediction]:
 
 @pytest.fixture(scope="module")
 def cqlsh_env(cassandra: CassandraServer, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Environment that points cqlsh at the test server, as the README says."""
+    """Environment that points scripts/cqlsh at the test server (its CQLSH_HOST and
+    CQLSH_PORT), with the README's keyspace."""
     home = tmp_path_factory.mktemp("cqlsh-home")
     if cassandra.username:
         credentials = home / ".cassandra" / "credentials"
@@ -89,20 +82,27 @@ def cqlsh_env(cassandra: CassandraServer, tmp_path_factory: pytest.TempPathFacto
             f"[plain_text_auth]\nusername = {cassandra.username}\npassword = {cassandra.password}\n"
         )
         credentials.chmod(0o600)
+    env = {key: value for key, value in os.environ.items() if key != "CASSANDRA_KEYSPACE"}
     return {
-        **os.environ,
+        **env,
         "HOME": str(home),
         "CQLSH_HOST": cassandra.host,
         "CQLSH_PORT": str(cassandra.port),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
 
-def cqlsh(line: str, env: dict) -> str:
+def cqlsh(lines: str, env: dict) -> str:
+    """Runs the README's lines as a reader's shell would, from the checkout."""
     result = subprocess.run(
-        shlex.split(line), env=env, capture_output=True, text=True, timeout=120, check=False
+        ["bash", "-euo", "pipefail", "-c", lines],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
-    assert result.returncode == 0, f"{line}\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, f"{lines}\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
 
@@ -122,7 +122,10 @@ def rows_of(output: str) -> list[list[str]]:
 
 def test_the_readme_has_the_four_questions() -> None:
     assert [title.split(" ")[0] for title in COMMANDS] == ["Latest", "One", "Predictions", "Counts"]
-    assert all(f"-k {KEYSPACE} " in line for line in COMMANDS.values())
+    for lines in COMMANDS.values():
+        assert all(
+            "scripts/cqlsh -e " in line and "-k " not in line for line in lines.splitlines()
+        ), lines
 
 
 def test_latest_predictions(store: PredictionStore, saved: dict, cqlsh_env: dict) -> None:
@@ -134,12 +137,12 @@ def test_latest_predictions(store: PredictionStore, saved: dict, cqlsh_env: dict
     assert [i for i in ids if i in ours] == ours  # newest first
 
 
-def test_one_prediction(saved: dict, cqlsh_env: dict) -> None:
-    example = saved["example"]
+def test_one_prediction_by_the_id_of_the_newest(saved: dict, cqlsh_env: dict) -> None:
+    newest = saved["newest"]
     (row,) = rows_of(cqlsh(command("One prediction"), cqlsh_env))
-    assert row[0] == str(example.id)
-    assert row[3:7] == ["example.png", "image/png", str(example.image_size), "4"]
-    assert row[9] == example.model_version
+    assert row[0] == str(newest.id)
+    assert row[3:7] == ["newest.png", "image/png", str(newest.image_size), "4"]
+    assert row[9] == newest.model_version
 
 
 def test_predictions_of_digit_7_today(store: PredictionStore, saved: dict, cqlsh_env: dict) -> None:

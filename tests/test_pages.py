@@ -113,8 +113,39 @@ def test_home_offers_drawing_and_uploading(client: FlaskClient) -> None:
     assert 'type="file" name="file"' in page
     csrf_token(page)
     assert '<script type="module" src="/static/home.js">' in page
-    assert '<a href="/api/v1/openapi.json">API</a>' in page
+    assert '<a href="/api/docs">API</a>' in page
     assert_csp_clean(page)
+
+
+def test_api_docs_page_renders_the_openapi_document_with_packaged_swagger_ui(
+    client: FlaskClient,
+) -> None:
+    response = client.get("/api/docs")
+    page = html(response)
+    assert response.status_code == 200
+    assert 'data-openapi="/api/v1/openapi.json"' in page
+    assert '<a href="/api/docs" aria-current="page">API</a>' in page
+    assert_csp_clean(page)
+    assert '<script defer src="/static/api-docs.js">' in page
+    assert client.get("/static/api-docs.js").status_code == 200
+    for name, kind, content in (
+        ("swagger-ui-bundle.js", "javascript", b"SwaggerUIBundle"),
+        ("swagger-ui.css", "text/css", b".swagger-ui"),
+    ):
+        assert f"/api/docs/assets/{name}" in page
+        asset = client.get(f"/api/docs/assets/{name}")
+        assert asset.status_code == 200
+        assert kind in asset.content_type
+        assert content in asset.data
+        # Served from this origin, under the same policy as every page.
+        assert asset.headers["Content-Security-Policy"].startswith("default-src 'self'")
+
+
+@pytest.mark.parametrize(
+    "name", ["oauth2-redirect.html", "swagger-ui.js", "..%2F__init__.py", "%2Fetc%2Fpasswd"]
+)
+def test_api_docs_serve_only_the_assets_the_page_loads(client: FlaskClient, name: str) -> None:
+    assert client.get(f"/api/docs/assets/{name}").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """The web app: ``create_app()`` builds it (gunicorn: ``flaskandmnist.web:create_app()``).
 
-Blueprints: ``pages`` (HTML for people), ``api`` (JSON, ``/api/v1``), ``compat`` (the
-seeds' routes) and ``health``. Configuration comes from :class:`~flaskandmnist.config.Settings`.
-:func:`close_app` stops what the app started (gunicorn's ``worker_exit`` calls it).
+Blueprints: ``pages`` (HTML for people), ``api`` (JSON, ``/api/v1``), ``apidocs`` (the API's
+reference, ``/api/docs``), ``compat`` (the seeds' routes) and ``health``. Configuration
+comes from :class:`~flaskandmnist.config.Settings`. :func:`close_app` stops what the app
+started (gunicorn's ``worker_exit`` calls it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from flaskandmnist import metrics
 from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import Settings
 
-from . import api, compat, errors, health, pages, security, uploads
+from . import api, apidocs, compat, errors, health, pages, security, uploads
 from .services import EXTENSION, Services, close_app
 
 __all__ = ["close_app", "create_app"]
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None, *, classifier: Classifier | Non
     csrf.exempt(api.bp)
     csrf.exempt(compat.bp)
     errors.register(app)
-    for blueprint in (pages.bp, api.bp, compat.bp, health.bp):
+    for blueprint in (pages.bp, api.bp, apidocs.bp, compat.bp, health.bp):
         app.register_blueprint(blueprint)
     security.init_app(app, settings)
     return app

@@ -2,13 +2,17 @@
 
 Starts a Cassandra node with scripts/cassandra.py (in a temporary folder, or the node of
 --cassandra-data-dir), creates a fresh keyspace with csd.py, starts gunicorn with the
-Docker image's command, warms up, then POSTs an MNIST test digit as a PNG to
+Docker image's command, warms up, then POSTs one workload's body (benchmarks/bodies.py:
+the drawing pad's request, a 12 MP phone photo, a scan, or the 28x28 MNIST PNG) to
 /api/v1/predictions with wrk: from one client (latency), then from --concurrency clients
 (throughput). Prints req/s, p50/p95/p99 latency, errors, the CPU time each process spent
 per request, the memory (RSS) of each worker and of Cassandra, and checks that Cassandra
-holds exactly one prediction per 201 response.
+holds exactly one prediction per 201 response. With --baseline naive, the same runs go to
+a seed-style server (benchmarks/naive.py) too, and the ratio is printed. The last line is
+one JSON object of the figures.
 
-    .venv/bin/python -m benchmarks.load [--requests 20000] [--concurrency 32] [--image mnist]
+    .venv/bin/python -m benchmarks.load [--workload canvas] [--requests 20000]
+        [--concurrency 32] [--baseline naive]
 
 Needs wrk (benchmarks/install-wrk.sh), Java 17 and Maven (Cassandra) and MNIST (MNIST_DIR,
 default ../shared/data/mnist). Exit status 1 when the rows do not match the 201 responses.
@@ -17,7 +21,6 @@ default ../shared/data/mnist). Exit status 1 when the rows do not match the 201 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
@@ -36,9 +39,9 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.bodies import WORKLOADS, Body, make_body
 from flaskandmnist.config import CassandraSettings
 from flaskandmnist.mnist import load_mnist
 from flaskandmnist.storage import build_cluster
@@ -51,6 +54,8 @@ GUNICORN = (
     "python:flaskandmnist.gunicorn_conf",
 )
 SERVICE = "flaskandmnist.web:create_app()"
+#: --baseline naive: Flask, PIL and Keras per request, nothing stored.
+NAIVE = "benchmarks.naive:create_app()"
 #: --without-persistence: the same service, storing nothing (benchmarks/ceiling.py).
 CEILING = "benchmarks.ceiling:create_app()"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -139,6 +144,11 @@ class WrkResult:
         )
 
     @property
+    def rate(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds
+
+    @property
     def created(self) -> int:
         return self.statuses.get(201, 0)
 
@@ -148,11 +158,13 @@ class WrkResult:
         return self.requests - self.created + self.socket_errors
 
 
-def run_wrk(url: str, lua: Path, body: Path, requests: int, concurrency: int) -> WrkResult:
+def run_wrk(
+    url: str, lua: Path, body: Path, content_type: str, requests: int, concurrency: int
+) -> WrkResult:
     """``requests`` (rounded up to a multiple of ``concurrency``) POSTs of ``body``."""
     quota = math.ceil(requests / concurrency)
     command = ["wrk", f"-t{concurrency}", f"-c{concurrency}", "-d1h", "--timeout", "10s"]
-    command += ["-s", str(lua), url, "--", str(quota), str(body), "image/png"]
+    command += ["-s", str(lua), url, "--", str(quota), str(body), content_type]
     finished, output = 0, []
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as wrk:
         assert wrk.stdout is not None
@@ -278,40 +290,35 @@ def outbox_records(folder: Path) -> int:
     return total
 
 
-def request_body(kind: str, index: int) -> bytes:
-    """MNIST test image ``index`` as a PNG: 28x28 grey as in MNIST, or a 280x280 canvas."""
+def request_body(workload: str, index: int) -> Body:
+    """The workload's body made from MNIST test image ``index``."""
     folder = os.environ.get("MNIST_DIR") or REPO_ROOT.parent / "shared" / "data" / "mnist"
-    digit = load_mnist(folder).test_images[index]
-    if kind == "canvas":
-        # Imported here: this module loads TensorFlow, which the other body does not need.
-        from benchmarks.inference import canvas_png
-
-        return canvas_png(digit)
-    buffer = io.BytesIO()
-    Image.fromarray(digit).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return make_body(workload, load_mnist(folder).test_images[index], seed=index)
 
 
 # --- the benchmark --------------------------------------------------------------------------------
+
+
+#: The service's metrics the tables use: (name, route or path label) -> key.
+METRICS = {
+    ("flaskandmnist_http_request_duration_seconds_sum", "/api/v1/predictions"): "flask_s",
+    ("flaskandmnist_http_request_duration_seconds_count", "/api/v1/predictions"): "flask_n",
+    ("flaskandmnist_cassandra_write_duration_seconds_sum", "request"): "write_s",
+    ("flaskandmnist_cassandra_write_duration_seconds_count", "request"): "write_n",
+    ("flaskandmnist_predictions_total", None): "predictions",
+    ("flaskandmnist_outbox_queued_total", None): "queued",
+}
 
 
 def service_metrics(base_url: str) -> dict[str, float]:
     """Totals of the service's Prometheus metrics (all workers) that the tables use."""
     with urllib.request.urlopen(f"{base_url}/metrics", timeout=30) as response:
         text = response.read().decode()
-    wanted = {
-        ("flaskandmnist_http_request_duration_seconds_sum", "/api/v1/predictions"): "flask_s",
-        ("flaskandmnist_http_request_duration_seconds_count", "/api/v1/predictions"): "flask_n",
-        ("flaskandmnist_cassandra_write_duration_seconds_sum", "request"): "write_s",
-        ("flaskandmnist_cassandra_write_duration_seconds_count", "request"): "write_n",
-        ("flaskandmnist_predictions_total", None): "predictions",
-        ("flaskandmnist_outbox_queued_total", None): "queued",
-    }
-    totals = dict.fromkeys(wanted.values(), 0.0)
+    totals = dict.fromkeys(METRICS.values(), 0.0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             label = sample.labels.get("route") or sample.labels.get("path")
-            if (key := wanted.get((sample.name, label))) is not None:
+            if (key := METRICS.get((sample.name, label))) is not None:
                 totals[key] += sample.value
     return totals
 
@@ -336,11 +343,23 @@ class Run:
 
 
 class Bench:
-    """Runs wrk against the service and measures each run from /proc and /metrics."""
+    """Runs wrk against a server and measures each run from /proc and, for the service, from
+    its /metrics (``metrics=False``: a server without them, such as the naive baseline)."""
 
-    def __init__(self, base_url: str, files: tuple[Path, Path], master: int, cassandra: int):
+    def __init__(
+        self,
+        base_url: str,
+        files: tuple[Path, Path],
+        body: Body,
+        processes: tuple[int, int],
+        *,
+        metrics: bool = True,
+    ) -> None:
+        master, cassandra = processes
         self.base_url = base_url
         self.files = files
+        self.content_type = body.content_type
+        self.metrics = metrics
         self.workers = children(master)
         self.groups = {"web": [master, *self.workers], "cassandra": [cassandra]}
 
@@ -351,11 +370,17 @@ class Bench:
         usage["machine"] = machine_busy_seconds()
         return usage
 
+    def _metrics(self) -> dict[str, float]:
+        return (
+            service_metrics(self.base_url) if self.metrics else dict.fromkeys(METRICS.values(), 0.0)
+        )
+
     def run(self, name: str, requests: int, concurrency: int) -> Run:
         load = os.getloadavg()[0]
-        before, metrics_before = self._usage(), service_metrics(self.base_url)
-        result = run_wrk(f"{self.base_url}/api/v1/predictions", *self.files, requests, concurrency)
-        after, metrics_after = self._usage(), service_metrics(self.base_url)
+        before, metrics_before = self._usage(), self._metrics()
+        url = f"{self.base_url}/api/v1/predictions"
+        result = run_wrk(url, *self.files, self.content_type, requests, concurrency)
+        after, metrics_after = self._usage(), self._metrics()
         spent = {key: value - before[key] for key, value in after.items()}
         cpu = {g: sum(spent[str(pid)] for pid in pids) for g, pids in self.groups.items()}
         cpu["wrk"] = spent["wrk"]
@@ -372,6 +397,18 @@ class Bench:
             write_ms=worked["write_s"] * 1000 / max(worked["write_n"], 1),
             queued=int(worked["queued"]),
         )
+
+    def runs(self, args: argparse.Namespace) -> list[Run]:
+        """Warm-up, one client, then --concurrency clients."""
+        runs = []
+        for name, requests, concurrency in (
+            ("warm-up", args.warmup, args.concurrency),
+            ("1 client", args.single_requests, 1),
+            (f"{args.concurrency} clients", args.requests, args.concurrency),
+        ):
+            runs.append(self.run(name, requests, concurrency))
+            print(f"{name}: {runs[-1].result.requests} requests done", flush=True)
+        return runs
 
 
 def print_tables(runs: list[Run]) -> None:
@@ -409,6 +446,57 @@ def print_tables(runs: list[Run]) -> None:
             print(f"{'':<11} {run.queued} predictions went through the outbox")
 
 
+def print_ratio(runs: list[Run], naive: list[Run]) -> None:
+    """The service's figures over the naive baseline's, run by run."""
+    print(f"\n{'run':<11} {'req/s ratio':>11} {'p50 ratio':>10}  (service / naive)")
+    for ours, theirs in zip(runs[1:], naive[1:], strict=True):
+        rate = ours.result.rate / theirs.result.rate
+        print(f"{ours.name:<11} {rate:>10.1f}x {theirs.result.p50 / ours.result.p50:>9.1f}x")
+
+
+def _figures(run: Run) -> dict[str, object]:
+    r = run.result
+    return {
+        "requests": r.requests,
+        "req_s": round(r.rate, 1),
+        "p50_ms": r.p50,
+        "p95_ms": r.p95,
+        "p99_ms": r.p99,
+        "errors": r.errors,
+        "cpu_ms": {key: round(value, 2) for key, value in run.cpu_ms.items()},
+    }
+
+
+def summary(
+    args: argparse.Namespace,
+    body: Body,
+    runs: list[Run],
+    naive: list[Run],
+    rows: dict[str, int],
+    created: int,
+    ok: bool,
+) -> dict[str, object]:
+    """The run's figures as one JSON-ready object (the last line printed)."""
+    figures: dict[str, object] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "workload": args.workload,
+        "body_bytes": len(body.data),
+        "cores": os.cpu_count(),
+        "persistence": not args.without_persistence,
+        "runs": {run.name: _figures(run) for run in runs[1:]},
+        "created": created,
+        "rows": rows,
+        "rows_match": ok,
+    }
+    if naive:
+        figures["naive"] = {run.name: _figures(run) for run in naive[1:]}
+        figures["ratio_req_s"] = {
+            ours.name: round(ours.result.rate / theirs.result.rate, 1)
+            for ours, theirs in zip(runs[1:], naive[1:], strict=True)
+        }
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20000, help="at --concurrency")
@@ -416,10 +504,17 @@ def main() -> int:
     parser.add_argument("--single-requests", type=int, default=2000, help="from one client")
     parser.add_argument("--warmup", type=int, default=2000, help="requests before measuring")
     parser.add_argument(
-        "--image",
-        choices=("mnist", "canvas"),
-        default="mnist",
-        help="body: the 28x28 MNIST PNG, or the digit as a 280x280 transparent canvas PNG",
+        "--workload",
+        choices=WORKLOADS,
+        default="canvas",
+        help="body (benchmarks/bodies.py): the drawing pad's JSON request, a 12 MP phone "
+        "photo JPEG, a scanned PNG, or the 28x28 MNIST PNG (the smallest reference)",
+    )
+    parser.add_argument(
+        "--baseline",
+        choices=("naive",),
+        help="also run the same requests against benchmarks/naive.py (Flask, PIL, Keras per "
+        "request, nothing stored) and print the ratio",
     )
     parser.add_argument("--index", type=int, default=0, help="which MNIST test image")
     parser.add_argument("--workers", type=int, help="WEB_WORKERS (default: the service's)")
@@ -447,16 +542,16 @@ def main() -> int:
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: run benchmarks/install-wrk.sh")
 
-    body = request_body(args.image, args.index)
+    body = request_body(args.workload, args.index)
     keyspace = f"load_{time.strftime('%Y%m%d_%H%M%S')}"
     with (
         tempfile.TemporaryDirectory(prefix="load-") as temporary,
         cassandra_node(args.cassandra_data_dir, args.cassandra_heap) as (cql_port, cassandra),
     ):
         work = Path(temporary)
-        files = (work / "post.lua", work / "body.png")
+        files = (work / "post.lua", work / "body")
         files[0].write_text(WRK_SCRIPT)
-        files[1].write_bytes(body)
+        files[1].write_bytes(body.data)
         env = {
             **os.environ,
             "CASSANDRA_CONTACT_POINTS": "127.0.0.1",
@@ -474,24 +569,18 @@ def main() -> int:
         subprocess.run([sys.executable, "csd.py"], check=True, cwd=REPO_ROOT, env=env)
         app = CEILING if args.without_persistence else SERVICE
         with gunicorn(env, work / "gunicorn.log", app) as master:
-            bench = Bench(f"http://127.0.0.1:{env['PORT']}", files, master, cassandra)
+            base_url = f"http://127.0.0.1:{env['PORT']}"
+            bench = Bench(base_url, files, body, (master, cassandra))
             print(
                 f"\ngunicorn: {len(bench.workers)} workers, WEB_THREADS="
                 f"{env.get('WEB_THREADS', '')} (empty: the default); write-behind "
                 f"{'on' if args.write_behind else 'off'}; persistence "
                 f"{'OFF (benchmarks/ceiling.py)' if args.without_persistence else 'on'}; "
-                f"body: {args.image} PNG of"
-                f" {len(body)} bytes; {os.cpu_count()} cores; keyspace {keyspace}",
+                f"workload {args.workload}: {body.content_type} body of {len(body.data)} bytes;"
+                f" {os.cpu_count()} cores; keyspace {keyspace}",
                 flush=True,
             )
-            runs = []
-            for name, requests, concurrency in (
-                ("warm-up", args.warmup, args.concurrency),
-                ("1 client", args.single_requests, 1),
-                (f"{args.concurrency} clients", args.requests, args.concurrency),
-            ):
-                runs.append(bench.run(name, requests, concurrency))
-                print(f"{name}: {runs[-1].result.requests} requests done", flush=True)
+            runs = bench.runs(args)
             print_tables(runs)
             print()
             for pid in bench.workers:
@@ -499,11 +588,21 @@ def main() -> int:
             print(f"gunicorn master: RSS {rss_mib(master):.0f} MiB")
             print(f"Cassandra: RSS {rss_mib(cassandra):.0f} MiB (heap {args.cassandra_heap})")
             answered = int(service_metrics(bench.base_url)["predictions"])
+        naive = []
+        if args.baseline:
+            naive_env = {**env, "PORT": str(free_port())}
+            with gunicorn(naive_env, work / "naive.log", NAIVE) as master:
+                url = f"http://127.0.0.1:{naive_env['PORT']}"
+                print("\nbaseline: benchmarks/naive.py under the same gunicorn", flush=True)
+                naive = Bench(url, files, body, (master, cassandra), metrics=False).runs(args)
+            print_tables(naive)
+            print_ratio(runs, naive)
         # After gunicorn stopped: every prediction is stored or queued in the outbox by now.
         settings = CassandraSettings.from_env(env)
         rows = {t: count_rows(settings, t) for t in ("predictions", "predictions_by_day")}
         queued = outbox_records(work / "outbox")
     created = sum(run.result.created for run in runs)
+    stored = all(n == created for n in rows.values())
     print(
         f"\n201 responses: {created} (the service counted {answered} predictions);"
         " rows in Cassandra: "
@@ -511,16 +610,21 @@ def main() -> int:
         + f"; left in the outbox: {queued}"
     )
     if args.without_persistence:
-        if any(rows.values()) or queued:
-            print("MISMATCH: persistence was off, yet predictions were stored or queued")
-            return 1
-        print("OK: persistence off, nothing stored (figures for comparison only)")
-        return 0
-    if any(n != created for n in rows.values()):
-        print("MISMATCH: Cassandra does not hold exactly one prediction per 201 response")
-        return 1
-    print("OK: one prediction in Cassandra per 201 response")
-    return 0
+        ok = not any(rows.values()) and not queued
+        print(
+            "OK: persistence off, nothing stored (figures for comparison only)"
+            if ok
+            else "MISMATCH: persistence was off, yet predictions were stored or queued"
+        )
+    else:
+        ok = stored
+        print(
+            "OK: one prediction in Cassandra per 201 response"
+            if ok
+            else "MISMATCH: Cassandra does not hold exactly one prediction per 201 response"
+        )
+    print(json.dumps(summary(args, body, runs, naive, rows, created, ok)))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -314,11 +314,10 @@ def _background(image: np.ndarray) -> np.ndarray:
     a wrong one carries ink from the border into the image, or bends away from a shadow.
     Where both are right, the Coons patch is kept.
     """
-    if image.shape == (MNIST_SIDE, MNIST_SIDE) and np.ptp(border := _border(image)) == 0:
-        # Already MNIST's size with a uniform border (MNIST itself, clients that scale their
-        # drawing down before sending): the paper is that level, and fitting surfaces to it
-        # would take most of the pipeline's time. Images of other sizes never come here, so
-        # they are processed exactly as before.
+    if np.ptp(border := _border(image)) == 0:
+        # A border of one exact level is drawn, not photographed (a canvas export, MNIST, a
+        # clean digital scan): the paper is that level, and fitting surfaces to it would take
+        # most of the pipeline's time.
         return np.full(image.shape, border[0], np.float32)
     band = _band(image.shape)
     # Each edge as a profile: the median across the band, at most _EDGE_SAMPLES points along

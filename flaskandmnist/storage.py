@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -135,6 +136,10 @@ def _load_balancing(settings: CassandraSettings) -> LoadBalancingPolicy:
     return dc_aware if settings.load_balancing == "dc_aware" else TokenAwarePolicy(dc_aware)
 
 
+#: Set on every driver connection, see :func:`build_cluster`.
+NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def build_cluster(settings: CassandraSettings) -> Cluster:
     """A driver Cluster configured from settings (not yet connected)."""
     profile = ExecutionProfile(
@@ -162,6 +167,10 @@ def build_cluster(settings: CassandraSettings) -> Cluster:
         # The driver's default waits up to 10 minutes between attempts; a node back after a
         # restart should be used again within seconds.
         reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
+        # The Python driver leaves Nagle's algorithm on (the Java and C++ drivers turn it
+        # off): a frame larger than one segment, such as a row with an image, then waits
+        # for the node's delayed ACK before its tail is sent.
+        sockopts=[NO_DELAY],
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -268,6 +269,21 @@ def test_get_of_unknown_id_is_none(store: PredictionStore) -> None:
 def test_connect_to_missing_keyspace_is_a_clear_error(cassandra: CassandraServer) -> None:
     with pytest.raises(StorageError, match=r"no_such_keyspace.*csd\.py"):
         PredictionStore.connect(cassandra.settings("no_such_keyspace"))
+
+
+@pytest.mark.cassandra
+def test_every_driver_connection_sends_without_delay(store: PredictionStore) -> None:
+    # With Nagle's algorithm on, a row with an image larger than one TCP segment waits for the
+    # node's delayed ACK before its tail leaves: every write of a drawing stalls.
+    store.save(make_prediction())
+    cluster = store._cluster
+    connections = [
+        c for holder in cluster.get_connection_holders() for c in holder.get_connections()
+    ]
+    assert len(connections) >= 2  # the control connection and at least one pool connection
+    for connection in connections:
+        sock = connection._socket
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0, connection
 
 
 @pytest.mark.cassandra

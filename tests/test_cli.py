@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_server import REPO_ROOT
+from support import REPO_ROOT
 
 from flaskandmnist.__main__ import main
 from flaskandmnist.classifier import Classifier, ModelNotFoundError, card_path, litert_path

@@ -202,6 +202,12 @@ def to_mnist_image(image: Image.Image) -> np.ndarray:
         for digit in (signal, 1.0 - signal):
             if _in_mnist_format(digit):
                 return digit
+    if np.ptp(border := _border(signal)) == 0:
+        # A border of one exact level is drawn, not photographed (a canvas export, a clean
+        # digital scan; on a transparent background the signal is the paint, and its border
+        # 0): the paper is that level, and every pixel off it is the digit. Nothing needs
+        # removing, so the digit is only cropped, scaled and centred.
+        return _drawn_digit(_normalise(signal, float(border[0])))
     # On a transparent background the signal is the paint, and the background 0; any other
     # background is estimated.
     return _digit(_normalise(signal, 0.0 if transparent else _background(signal)))
@@ -275,6 +281,19 @@ def _digit(ink: np.ndarray) -> np.ndarray:
     return _place(_render(_trim(np.where(digit, ink[box], 0.0))))
 
 
+def _drawn_digit(ink: np.ndarray) -> np.ndarray:
+    """The ink map of a drawn image (nothing on it but the digit) -> its digit in MNIST's
+    28x28 format."""
+    if np.count_nonzero(ink > _STROKE_LEVEL) < _min_ink_pixels(ink.size):
+        raise BlankImageError("No digit found: only specks of ink.")
+    return _place(_render(_trim(ink)))
+
+
+def _min_ink_pixels(size: int) -> float:
+    """The fewest stroke pixels a digit has on an image of ``size`` pixels."""
+    return max(_MIN_INK_PIXELS, _MIN_INK_FRACTION * size)
+
+
 def _normalise(signal: np.ndarray, background: np.ndarray | float) -> np.ndarray:
     """Ink map: background 0, ink 1, whatever the polarity, lighting and contrast."""
     ink = _ink(signal, background)
@@ -314,11 +333,6 @@ def _background(image: np.ndarray) -> np.ndarray:
     a wrong one carries ink from the border into the image, or bends away from a shadow.
     Where both are right, the Coons patch is kept.
     """
-    if np.ptp(border := _border(image)) == 0:
-        # A border of one exact level is drawn, not photographed (a canvas export, MNIST, a
-        # clean digital scan): the paper is that level, and fitting surfaces to it would take
-        # most of the pipeline's time.
-        return np.full(image.shape, border[0], np.float32)
     band = _band(image.shape)
     # Each edge as a profile: the median across the band, at most _EDGE_SAMPLES points along
     # it (lighting varies slowly).
@@ -423,7 +437,7 @@ def _select(
     if not edge.all():
         mass[edge] = 0.0
     main = int(np.argmax(mass))
-    if area[main] < max(_MIN_INK_PIXELS, _MIN_INK_FRACTION * labels.size):
+    if area[main] < _min_ink_pixels(labels.size):
         raise BlankImageError("No digit found: only specks of ink.")
     # Join heavy components near the digit (the separate strokes of a 4, 5 or 7), growing
     # the box as they join. Specks are left out.

@@ -32,7 +32,7 @@ from cassandra.policies import (
     RoundRobinPolicy,
     TokenAwarePolicy,
 )
-from cassandra.query import BatchStatement, BatchType, PreparedStatement, Statement
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
 from cassandra.util import datetime_from_uuid1
 
 from flaskandmnist.config import CassandraSettings, keyspace_name
@@ -67,23 +67,6 @@ class StorageError(RuntimeError):
 _PREDICTION_COLUMNS = (*(f.name for f in fields(Prediction)), "image_size")
 # Columns of the two listing tables (predictions_by_day, predictions_by_digit), after `day`.
 _SUMMARY_COLUMNS = tuple(f.name for f in fields(PredictionSummary))
-
-
-#: Cassandra's defaults: it warns about a batch of more than 5 KiB of data
-#: (batch_size_warn_threshold; it refuses those over 50 KiB) and about an unlogged batch
-#: over more than 10 partitions (unlogged_batch_across_partitions_warn_threshold).
-_BATCH_BYTES = 5 * 1024
-_BATCH_PARTITIONS = 10
-#: What a prediction's rows hold besides images and text, as Cassandra sizes a batch (cell
-#: timestamps, numbers, keys), rounded up so that a batch stays under the warning.
-_ROW_BYTES = 1000
-
-
-def _batch_bytes(p: Prediction) -> int:
-    """About how much of a batch a prediction's rows fill: the full row holds the image and
-    the 28x28 PNG, each of the two listing rows the PNG; all three hold the text."""
-    text = sum(len(t.encode()) for t in (p.source, p.filename, p.content_type, p.model_version))
-    return p.image_size + 3 * (len(p.model_input_png) + text) + _ROW_BYTES
 
 
 def _insert(table: str, columns: tuple[str, ...]) -> str:
@@ -309,48 +292,24 @@ class PredictionStore:
 
     def _requests(
         self, predictions: Sequence[Prediction]
-    ) -> list[tuple[Statement, tuple[Any, ...] | None]]:
-        """The predictions' rows in as few requests as Cassandra takes without a warning.
+    ) -> list[tuple[PreparedStatement, tuple[Any, ...]]]:
+        """The predictions' rows, one insert each.
 
-        Cassandra spends most of a small write on the request, not the rows, so rows go as
-        unlogged batches, each holding the rows of as many predictions as stay within its
-        size and partition limits. Unlogged, because a logged
-        batch costs Cassandra a batchlog write and delete, and atomicity is not needed: a
-        failed save is retried whole (the outbox replays it) and rewrites the same rows. A
-        full row too large for any batch (an image of more than about 3 KiB, up to
-        MAX_IMAGE_BYTES) is written on its own.
+        No batches: each row lies in its own partition, and a multi-partition batch loads
+        its coordinator and defeats token-aware routing; the inserts are sent concurrently
+        instead. A failed save is retried whole (the outbox replays it) and rewrites the
+        same rows.
         """
-        requests: list[tuple[Statement, tuple[Any, ...] | None]] = []
-        batch = BatchStatement(BatchType.UNLOGGED)
-        size, partitions, days = 0, set[object](), set[date]()
+        requests: list[tuple[PreparedStatement, tuple[Any, ...]]] = []
         for p in predictions:
             written = _write_time(p)
-            full_row = (self._insert_prediction, (*_values(p, _PREDICTION_COLUMNS), written))
-            rows_size = _batch_bytes(p)
-            rows_partitions = {("day", p.day), ("digit", p.digit, p.day), ("days",), p.id}
-            if rows_size > _BATCH_BYTES:
-                requests.append(full_row)
-                rows_size -= p.image_size + len(p.model_input_png)
-                rows_partitions.remove(p.id)
-            if days and (
-                size + rows_size > _BATCH_BYTES
-                or len(partitions | rows_partitions) > _BATCH_PARTITIONS
-            ):
-                requests.append((batch, None))
-                batch = BatchStatement(BatchType.UNLOGGED)
-                size, partitions, days = 0, set(), set()
             summary = (p.day, *_values(p, _SUMMARY_COLUMNS), written)
-            batch.add(self._insert_by_day, summary)
-            batch.add(self._insert_by_digit, summary)
-            if p.day not in days:
-                batch.add(self._insert_day, (p.day, written))
-                days.add(p.day)
-            if p.id in rows_partitions:
-                batch.add(*full_row)
-            size += rows_size
-            partitions |= rows_partitions
-        if days:
-            requests.append((batch, None))
+            requests += [
+                (self._insert_prediction, (*_values(p, _PREDICTION_COLUMNS), written)),
+                (self._insert_by_day, summary),
+                (self._insert_by_digit, summary),
+                (self._insert_day, (p.day, written)),
+            ]
         return requests
 
     def get(self, prediction_id: uuid.UUID) -> Prediction | None:

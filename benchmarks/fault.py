@@ -74,6 +74,8 @@ class Answer:
     seconds: float
     status: int | None
     prediction_id: str | None
+    #: When the connection that carried it was opened.
+    connected: float
 
 
 class Load:
@@ -105,6 +107,7 @@ class Load:
 
     def _client(self, index: int, step: int) -> None:
         connection = http.client.HTTPConnection(*self._address, timeout=60)
+        connected = time.monotonic()  # http.client connects on the first request
         while not self._stop.is_set():
             body = self._bodies[index % len(self._bodies)]
             index += step
@@ -115,13 +118,14 @@ class Load:
                 data = response.read()
             except (OSError, http.client.HTTPException):
                 # No answer (e.g. the worker was killed): whether it was stored is unknown.
-                self.answers.append(Answer(sent, time.monotonic() - sent, None, None))
+                self.answers.append(Answer(sent, time.monotonic() - sent, None, None, connected))
                 connection.close()
                 connection = http.client.HTTPConnection(*self._address, timeout=60)
+                connected = time.monotonic()
                 continue
             prediction_id = json.loads(data)["id"] if response.status == 201 else None
             self.answers.append(
-                Answer(sent, time.monotonic() - sent, response.status, prediction_id)
+                Answer(sent, time.monotonic() - sent, response.status, prediction_id, connected)
             )
         connection.close()
 
@@ -193,16 +197,29 @@ class OutboxWatch:
 
 
 def kill_a_worker_with_a_queue(master: int, outbox_dir: Path, timeout: float = 60) -> int:
-    """SIGKILLs a worker while records wait in its outbox; returns its pid."""
+    """SIGKILLs a worker while records wait in its outbox; returns its pid once the worker
+    is dead (a zombie or reaped), when the kernel has closed its sockets: a request sent
+    after that reaches a live worker."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         workers = workers_of(master)
         waiting = queued_records(outbox_dir)
         if candidates := [pid for pid in workers if waiting.get(pid)]:
             os.kill(candidates[0], signal.SIGKILL)
+            while alive(candidates[0]):
+                time.sleep(0.01)
             return candidates[0]
         time.sleep(0.2)
     raise TimeoutError("no worker had records in its outbox")
+
+
+def alive(pid: int) -> bool:
+    """Whether the process runs (a zombie's files, sockets included, are closed)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def stored_ids(session: Session, keyspace: str) -> dict[str, Counter[str]]:

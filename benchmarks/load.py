@@ -528,11 +528,6 @@ def main() -> int:
     )
     parser.add_argument("--cassandra-heap", default="1g")
     parser.add_argument(
-        "--write-behind",
-        action="store_true",
-        help="OUTBOX_WRITE_BEHIND=1: answer once queued, store in Cassandra right after",
-    )
-    parser.add_argument(
         "--without-persistence",
         action="store_true",
         help="answer predictions without storing them (benchmarks/ceiling.py): the most the "
@@ -565,7 +560,6 @@ def main() -> int:
         }
         env |= {"WEB_WORKERS": str(args.workers)} if args.workers else {}
         env |= {"WEB_THREADS": str(args.threads)} if args.threads else {}
-        env |= {"OUTBOX_WRITE_BEHIND": "1"} if args.write_behind else {}
         subprocess.run([sys.executable, "csd.py"], check=True, cwd=REPO_ROOT, env=env)
         app = CEILING if args.without_persistence else SERVICE
         with gunicorn(env, work / "gunicorn.log", app) as master:
@@ -573,8 +567,7 @@ def main() -> int:
             bench = Bench(base_url, files, body, (master, cassandra))
             print(
                 f"\ngunicorn: {len(bench.workers)} workers, WEB_THREADS="
-                f"{env.get('WEB_THREADS', '')} (empty: the default); write-behind "
-                f"{'on' if args.write_behind else 'off'}; persistence "
+                f"{env.get('WEB_THREADS', '')} (empty: the default); persistence "
                 f"{'OFF (benchmarks/ceiling.py)' if args.without_persistence else 'on'}; "
                 f"workload {args.workload}: {body.content_type} body of {len(body.data)} bytes;"
                 f" {os.cpu_count()} cores; keyspace {keyspace}",

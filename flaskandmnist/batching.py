@@ -1,11 +1,9 @@
 """Micro-batching: concurrent calls of a batch function, answered by one call of it.
 
-gunicorn's threads each handle one request, but some work costs little more for many items
-than for one: a model call on a batch of images, and a Cassandra write of several
-predictions. :class:`MicroBatcher` lets the
-calls of all threads of a process that arrive while the function runs wait, and runs them
-together as the next batch. It never waits for a batch to fill: a lone caller runs the
-function at once, in its own thread.
+gunicorn's threads each handle one request, but a model call costs little more for a batch
+of images than for one. :class:`MicroBatcher` lets the calls of all threads of a process
+that arrive while the function runs wait, and runs them together as the next batch. It
+never waits for a batch to fill: a lone caller runs the function at once, in its own thread.
 
 There is no serving thread: whoever finds the batcher idle runs the function itself (the
 leader), and hands the calls that queued meanwhile to one of their callers, which runs them
@@ -23,7 +21,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-#: A batch of items: images stacked on an array's first axis, or a list of records.
+#: A batch of items, e.g. images stacked on an array's first axis.
 B = TypeVar("B", bound=Sized)
 T = TypeVar("T")
 
@@ -46,37 +44,27 @@ class _Call(Generic[B, T]):
         return self.result
 
 
-def joined(parts: list[list[T]]) -> list[T]:
-    """The ``join`` of batches that are lists."""
-    return [item for part in parts for item in part]
-
-
 class MicroBatcher(Generic[B, T]):
     """``batcher(items)`` returns ``function(items)``, computed together with the items of
     other threads calling at the same time.
 
     ``function`` maps a batch to one result per item, in order (e.g. :meth:`Classifier.predict
-    <flaskandmnist.classifier.Classifier.predict>` on images stacked on the first axis); ``join``
-    makes one batch of several (default: ``np.concatenate``, for arrays). When a batch of
-    several calls fails, ``retry_alone`` runs each call on its own, so that only the callers
-    whose items fail get the error (one bad image); without it, every caller of the batch
-    gets the error (Cassandra down: a retry per caller would only multiply the wait).
+    <flaskandmnist.classifier.Classifier.predict>` on images stacked on the first axis; the
+    arrays of several calls are concatenated into one batch). When a batch of
+    several calls fails, each call runs again on its own, so that only the callers whose
+    items fail get the error (one bad image).
     """
 
     def __init__(
         self,
         function: Callable[[B], Sequence[T]],
         *,
-        join: Callable[[list[B]], B] = np.concatenate,
         max_batch: int = MAX_BATCH,
-        retry_alone: bool = True,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self._function = function
-        self._join = join
         self._max_batch = max_batch
-        self._retry_alone = retry_alone
         self._lock = threading.Lock()
         self._running = False  # a batch is running: new calls wait for the next one
         self._waiting: deque[_Call[B, T]] = deque()
@@ -119,12 +107,12 @@ class MicroBatcher(Generic[B, T]):
     def _run(self, batch: list[_Call[B, T]]) -> None:
         """Answers every call of the batch, with its results or with the error."""
         try:
-            items = batch[0].items if len(batch) == 1 else self._join([c.items for c in batch])
+            items = batch[0].items if len(batch) == 1 else np.concatenate([c.items for c in batch])
             results = self._function(items)
             if len(results) != len(items):
                 raise ValueError(f"{len(items)} items gave {len(results)} results")
         except BaseException as error:
-            if len(batch) > 1 and self._retry_alone:
+            if len(batch) > 1:
                 for call in batch:
                     self._run([call])
                 return

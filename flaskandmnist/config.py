@@ -231,25 +231,17 @@ class OutboxSettings:
     directory: Path = DEFAULT_OUTBOX_DIR
     #: Milliseconds a request waits for Cassandra to store its predictions before queueing.
     write_deadline_ms: int = 1000
-    #: Queue every prediction and answer at once, leaving the Cassandra write to the
-    #: outbox's drainer (write-behind): lower latency, but a prediction can be read back
-    #: only once it is stored, about a quarter of a second later (recorder.LINGER_S).
-    write_behind: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OutboxSettings:
         env = os.environ if env is None else env
-        settings = cls(
+        return cls(
             enabled=_bool(env, "OUTBOX_ENABLED", cls.enabled),
             directory=Path(env.get("OUTBOX_DIR") or cls.directory),
             write_deadline_ms=_int(
                 env, "CASSANDRA_WRITE_DEADLINE_MS", cls.write_deadline_ms, minimum=1
             ),
-            write_behind=_bool(env, "OUTBOX_WRITE_BEHIND", cls.write_behind),
         )
-        if settings.write_behind and not settings.enabled:
-            raise ConfigError("OUTBOX_WRITE_BEHIND=1 needs the outbox (OUTBOX_ENABLED=1)")
-        return settings
 
 
 @dataclass(frozen=True)

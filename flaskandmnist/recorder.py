@@ -2,10 +2,7 @@
 
 :meth:`Recorder.record_many` stores predictions in Cassandra within the write deadline, or
 else appends them to the durable outbox (:mod:`flaskandmnist.outbox`) and returns all the
-same: the prediction is answered either way. Concurrent requests of a process share their
-writes (group commit): a request may first wait for the write under way, then its
-predictions go with those of the requests that waited beside it. With write-behind
-(``OUTBOX_WRITE_BEHIND``) it appends every prediction to the outbox and returns at once.
+same: the prediction is answered either way.
 
 A background thread per process (the drainer) connects to Cassandra, adopts the outbox
 files of dead processes and replays the queued records oldest first; a record leaves the
@@ -25,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flaskandmnist import metrics
-from flaskandmnist.batching import MicroBatcher, joined
 from flaskandmnist.config import Settings
 from flaskandmnist.domain import Prediction
 from flaskandmnist.outbox import Outbox, OutboxError
@@ -39,8 +35,6 @@ REPLAY_CHUNK = 64
 IDLE_S = 5.0
 #: Retry delays while Cassandra is down: doubling from the first to the last.
 BACKOFF_S = (0.25, 5.0)
-#: Seconds the drainer waits with write-behind, once woken by a new record, before replaying.
-LINGER_S = 0.25
 #: Seconds a closing recorder keeps replaying before it leaves the rest queued.
 CLOSE_DRAIN_S = 10.0
 
@@ -66,19 +60,11 @@ class Recorder:
     def __init__(self, settings: Settings, stores: StoreConnector) -> None:
         self._stores = stores
         self._deadline_s = settings.outbox.write_deadline_ms / 1000
-        self._write_behind = settings.outbox.write_behind
         self._outbox = (
             Outbox(settings.outbox.directory, settings.cassandra.keyspace)
             if settings.outbox.enabled
             else None
         )
-        # Group commit: the predictions of requests that arrive while a write is under way
-        # are written together next, in shared requests (PredictionStore.save_many); when
-        # that write fails, each of those requests queues its own.
-        self._store_now = MicroBatcher(self._write_group, join=joined, retry_alone=False)
-        # The same for the outbox: one fsynced transaction for the records of requests that
-        # arrive while one is under way, so that they share one fsync instead of one each.
-        self._append_now = MicroBatcher(self._append_group, join=joined, retry_alone=False)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._drainer: threading.Thread | None = None
@@ -102,9 +88,9 @@ class Recorder:
         if not predictions:
             return
         if self._outbox is None:
-            self._store_now(list(predictions))
-        elif self._write_behind or not self._stored_now(self._outbox, predictions):
-            self._queue(predictions)
+            self._write(self._stores.get(), predictions, "request", self._deadline_s)
+        elif not self._stored_now(self._outbox, predictions):
+            self._queue(self._outbox, predictions)
         metrics.count_predictions(predictions)
 
     def _stored_now(self, outbox: Outbox, predictions: Sequence[Prediction]) -> bool:
@@ -112,28 +98,15 @@ class Recorder:
         # once instead of each request waiting out the deadline.
         if outbox.depth():
             return False
+        # When the connection at start failed, connecting again can take the connect
+        # timeout, far longer than a request should wait: the drainer connects instead.
+        if (store := self._stores.current()) is None:
+            return False
         try:
-            self._store_now(list(predictions))
+            self._write(store, predictions, "request", self._deadline_s)
         except StorageError:
             return False
         return True
-
-    def _write_group(self, predictions: list[Prediction]) -> list[Prediction]:
-        """Stores the predictions of concurrent requests (``self._store_now``) at once."""
-        if self._outbox is None:
-            store = self._stores.get()
-        elif (store := self._stores.current()) is None:
-            # The connection at start failed, and connecting can take the connect timeout,
-            # far longer than a request should wait: the drainer connects instead.
-            raise StorageError("not connected to Cassandra yet")
-        self._write(store, predictions, "request", self._deadline_s)
-        return predictions
-
-    def _append_group(self, predictions: list[Prediction]) -> list[Prediction]:
-        """Queues the predictions of concurrent requests (``self._append_now``) at once."""
-        assert self._outbox is not None  # only requests of a recorder with an outbox queue
-        self._outbox.append_many(predictions)
-        return predictions
 
     def _write(
         self,
@@ -150,9 +123,9 @@ class Recorder:
             raise
         metrics.CASSANDRA_WRITE_SECONDS.labels(path).observe(time.perf_counter() - started)
 
-    def _queue(self, predictions: Sequence[Prediction]) -> None:
+    def _queue(self, outbox: Outbox, predictions: Sequence[Prediction]) -> None:
         try:
-            self._append_now(list(predictions))
+            outbox.append_many(predictions)
         except OutboxError as error:
             ids = ", ".join(str(p.id) for p in predictions)
             logger.error("neither Cassandra nor the outbox stored predictions %s: %s", ids, error)
@@ -207,10 +180,6 @@ class Recorder:
             elif not replayed:
                 self._wake.wait(IDLE_S)
                 self._wake.clear()
-                if self._write_behind:
-                    # Lets records gather, so that Cassandra takes them a group at a time:
-                    # a write per record costs Cassandra and this process far more CPU time.
-                    self._stop.wait(LINGER_S)
         if not delay:
             self._replay_before_close(outbox)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from support import wait_until
 
-from flaskandmnist.batching import MicroBatcher, joined
+from flaskandmnist.batching import MicroBatcher
 from flaskandmnist.classifier import Classifier
 from flaskandmnist.mnist import Mnist, to_float
 
@@ -142,32 +142,6 @@ def test_an_error_reaches_only_the_callers_whose_images_fail() -> None:
     with pytest.raises(ValueError, match="tag 2"):
         batcher(tagged(2, 1))
     assert list(batcher(tagged(5, 1))) == [5000]  # not left busy by the error
-
-
-def test_without_retry_alone_every_caller_of_a_failed_batch_gets_its_error() -> None:
-    gate = Gate(refuses_tag_2)
-    batcher = MicroBatcher(gate, retry_alone=False)
-    calls = [tagged(tag, 1) for tag in range(4)]
-    results = queue_behind_first(batcher, gate, calls)
-    assert results[0] == [0]
-    assert all(isinstance(r, ValueError) and str(r) == "tag 2" for r in results[1:])
-    assert gate.batches == [1, 3]  # the failed batch was not run again call by call
-    assert list(batcher(tagged(5, 1))) == [5000]
-
-
-def test_batches_of_lists_are_joined_into_one_list() -> None:
-    seen: list[list[str]] = []
-
-    def upper(words: list[str]) -> list[str]:
-        seen.append(words)
-        return [w.upper() for w in words]
-
-    gate = Gate(upper)
-    batcher = MicroBatcher(gate, join=joined)
-    calls = [["a"], ["b", "c"], ["d"]]
-    results = queue_behind_first(batcher, gate, calls)
-    assert results == [["A"], ["B", "C"], ["D"]]
-    assert seen == [["a"], ["b", "c", "d"]]
 
 
 def test_a_function_giving_the_wrong_number_of_results_is_an_error() -> None:

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,8 +23,11 @@ from prometheus_client import REGISTRY
 from sample_predictions import make_prediction
 from support import gunicorn, wait_until
 
-from flaskandmnist.config import CassandraSettings, ConfigError, OutboxSettings, Settings
+from benchmarks.bodies import make_body
+from benchmarks.fault import scrape, total
+from flaskandmnist.config import CassandraSettings, OutboxSettings, Settings
 from flaskandmnist.domain import Prediction
+from flaskandmnist.mnist import Mnist
 from flaskandmnist.outbox import Outbox, OutboxError
 from flaskandmnist.recorder import Health, Recorder
 from flaskandmnist.storage import PredictionStore, StorageError, StoreConnector
@@ -312,18 +314,8 @@ def record_concurrently(recorder: Recorder, calls: list[list[Prediction]]) -> No
             future.result(60)
 
 
-def cassandra_writes(path: str) -> float:
-    """Writes to Cassandra so far, by the path that made them ("request" or "replay")."""
-    return (
-        REGISTRY.get_sample_value(
-            "flaskandmnist_cassandra_write_duration_seconds_count", {"path": path}
-        )
-        or 0
-    )
-
-
 @pytest.mark.cassandra
-def test_concurrent_requests_share_writes_and_each_prediction_is_stored_once(
+def test_concurrent_requests_are_each_stored_before_their_answers(
     ks_settings: CassandraSettings,
     tmp_path: Path,
     cql_session: Session,
@@ -332,12 +324,9 @@ def test_concurrent_requests_share_writes_and_each_prediction_is_stored_once(
     recorder = make_recorder(recorder_settings(ks_settings, tmp_path))
     calls = [[make_prediction(i % 10, seed=i)] for i in range(64)]
     made = [p for call in calls for p in call]
-    writes_before = cassandra_writes("request")
     try:
         record_concurrently(recorder, calls)
         assert files(tmp_path) == []  # stored before the answers, none queued
-        # Calls that arrived while a write was under way were written together.
-        assert cassandra_writes("request") - writes_before < len(calls)
         for table in ("predictions", "predictions_by_day", "predictions_by_digit"):
             ids = stored_ids(cql_session, ks_settings.keyspace, table, made)
             assert ids == sorted(p.id for p in made), table
@@ -346,7 +335,7 @@ def test_concurrent_requests_share_writes_and_each_prediction_is_stored_once(
 
 
 @pytest.mark.cassandra
-def test_when_a_shared_write_fails_every_request_in_it_queues_its_own(
+def test_while_cassandra_is_unreachable_concurrent_requests_each_queue_their_own(
     ks_settings: CassandraSettings,
     tmp_path: Path,
     cql_session: Session,
@@ -392,84 +381,6 @@ def test_a_write_that_misses_the_deadline_is_queued_and_still_stored_once(
 
 
 @pytest.mark.cassandra
-def test_write_behind_answers_from_the_outbox_and_stores_every_prediction_once(
-    ks_settings: CassandraSettings,
-    tmp_path: Path,
-    cql_session: Session,
-    make_recorder: Callable[[Settings], Recorder],
-    ks_store: PredictionStore,
-) -> None:
-    queued_before = REGISTRY.get_sample_value("flaskandmnist_outbox_queued_total") or 0
-    recorder = make_recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
-    try:
-        made = [predictions(1, digit=i % 10)[0] for i in range(40)]
-        for i in range(0, 40, 4):
-            recorder.record_many(made[i : i + 4])
-        # Every prediction went through the outbox, none waited for Cassandra...
-        assert REGISTRY.get_sample_value("flaskandmnist_outbox_queued_total") == (
-            queued_before + 40
-        )
-        # ... and the drainer stored each of them once, then emptied the queue.
-        wait_until(lambda: recorder.health().outbox_depth == 0)
-        for table in ("predictions", "predictions_by_day", "predictions_by_digit"):
-            ids = stored_ids(cql_session, ks_settings.keyspace, table, made)
-            assert ids == sorted(p.id for p in made), table
-        assert ks_store.get(made[-1].id) == made[-1]
-    finally:
-        recorder.close()
-
-
-@pytest.mark.cassandra
-def test_concurrent_requests_share_outbox_transactions(
-    ks_settings: CassandraSettings,
-    tmp_path: Path,
-    cql_session: Session,
-    monkeypatch: pytest.MonkeyPatch,
-    make_recorder: Callable[[Settings], Recorder],
-) -> None:
-    appends: list[int] = []
-    append_many = Outbox.append_many
-
-    def counted(outbox: Outbox, records: list[Prediction]) -> None:
-        appends.append(len(records))
-        append_many(outbox, records)
-
-    monkeypatch.setattr(Outbox, "append_many", counted)
-    recorder = make_recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
-    calls = [[make_prediction(i % 10, seed=i)] for i in range(64)]
-    try:
-        record_concurrently(recorder, calls)
-        # One fsynced transaction for the calls that arrived while one was under way.
-        assert sum(appends) == len(calls) and len(appends) < len(calls)
-        wait_until(lambda: recorder.health().outbox_depth == 0)
-        assert_stored_once(cql_session, ks_settings.keyspace, [p for c in calls for p in c])
-    finally:
-        recorder.close()
-
-
-@pytest.mark.cassandra
-def test_write_behind_stores_records_queued_one_by_one_a_group_at_a_time(
-    ks_settings: CassandraSettings,
-    tmp_path: Path,
-    cql_session: Session,
-    make_recorder: Callable[[Settings], Recorder],
-) -> None:
-    recorder = make_recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
-    made = [make_prediction(i % 10, seed=i) for i in range(20)]
-    writes_before = cassandra_writes("replay")
-    try:
-        for prediction in made:  # one request after another, each answered at once
-            recorder.record_many([prediction])
-            time.sleep(0.005)  # long enough for a write to Cassandra
-        wait_until(lambda: recorder.health().outbox_depth == 0)
-        # The drainer waited for records to gather instead of writing each on its own.
-        assert cassandra_writes("replay") - writes_before <= 5  # 14 without the wait
-        assert_stored_once(cql_session, ks_settings.keyspace, made)
-    finally:
-        recorder.close()
-
-
-@pytest.mark.cassandra
 def test_closing_replays_what_is_queued_while_cassandra_takes_it(
     ks_settings: CassandraSettings,
     tmp_path: Path,
@@ -477,8 +388,11 @@ def test_closing_replays_what_is_queued_while_cassandra_takes_it(
     make_recorder: Callable[[Settings], Recorder],
 ) -> None:
     made = predictions(300)
-    recorder = make_recorder(recorder_settings(ks_settings, tmp_path, write_behind=True))
+    queued_before = REGISTRY.get_sample_value("flaskandmnist_outbox_queued_total") or 0
+    # 1,200 rows cannot be written within 1 ms: all 300 are queued.
+    recorder = make_recorder(recorder_settings(ks_settings, tmp_path, write_deadline_ms=1))
     recorder.record_many(made)
+    assert REGISTRY.get_sample_value("flaskandmnist_outbox_queued_total") == queued_before + 300
     recorder.close()  # at once: far from all are replayed yet
     assert files(tmp_path) == []
     assert stored_ids(cql_session, ks_settings.keyspace, "predictions", made) == sorted(
@@ -493,7 +407,7 @@ def test_a_gracefully_stopped_server_leaves_nothing_queued(
     ks_settings: CassandraSettings,
     tmp_path: Path,
     cql_session: Session,
-    digit_pngs: dict[int, bytes],
+    mnist: Mnist,
 ) -> None:
     """gunicorn's worker_exit closes each worker's recorder: queued records are replayed and
     the queue files deleted, not left for the next start."""
@@ -502,28 +416,27 @@ def test_a_gracefully_stopped_server_leaves_nothing_queued(
         **cassandra.environ(),
         "CASSANDRA_KEYSPACE": ks_settings.keyspace,
         "OUTBOX_DIR": str(outbox),
-        "OUTBOX_WRITE_BEHIND": "1",
+        # A 2 MB photo cannot be written within 1 ms: its prediction is queued, and those
+        # after it queue behind it while it waits.
+        "CASSANDRA_WRITE_DEADLINE_MS": "1",
         "RATE_LIMIT": "off",
     }
+    bodies = [make_body("photo", digit, seed) for seed, digit in enumerate(mnist.test_images[:6])]
     ids = []
     with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as url:
-        for png in [*digit_pngs.values()] * 2:
+        for body in bodies:
             request = urllib.request.Request(
-                f"{url}/api/v1/predictions", data=png, headers={"Content-Type": "image/png"}
+                f"{url}/api/v1/predictions",
+                data=body.data,
+                headers={"Content-Type": body.content_type},
             )
             with urllib.request.urlopen(request, timeout=30) as response:
                 assert response.status == 201
                 ids.append(uuid.UUID(json.load(response)["id"]))
+        assert total(scrape(url), "flaskandmnist_outbox_queued_total") > 0
     assert list(outbox.glob("*.sqlite")) == []
     rows = cql_session.execute(f"SELECT id FROM {ks_settings.keyspace}.predictions")
     assert sorted(row.id for row in rows if row.id in set(ids)) == sorted(ids)
-
-
-def test_write_behind_needs_the_outbox() -> None:
-    assert OutboxSettings.from_env({"OUTBOX_WRITE_BEHIND": "1"}).write_behind
-    assert not OutboxSettings.from_env({}).write_behind
-    with pytest.raises(ConfigError, match="OUTBOX_ENABLED"):
-        OutboxSettings.from_env({"OUTBOX_WRITE_BEHIND": "1", "OUTBOX_ENABLED": "0"})
 
 
 def test_without_outbox_a_failed_write_is_an_error(

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from flask import Flask
 
 from flaskandmnist import metrics
+from flaskandmnist.config import Settings
 from flaskandmnist.domain import Prediction
 from flaskandmnist.recorder import Recorder
 from flaskandmnist.web import create_app as create_service
@@ -23,6 +24,6 @@ def _count_only(self: Recorder, predictions: Sequence[Prediction]) -> None:
     metrics.count_predictions(predictions)
 
 
-def create_app() -> Flask:
+def create_app(settings: Settings | None = None) -> Flask:
     Recorder.record_many = _count_only  # type: ignore[method-assign]
-    return create_service()
+    return create_service(settings)

@@ -11,6 +11,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +26,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask.testing import FlaskClient
+from limits.storage import MemoryStorage
+from support import wait_until
 from werkzeug.security import generate_password_hash
 
 from flaskandmnist.config import CassandraSettings, ConfigError, SecuritySettings, Settings
 from flaskandmnist.storage import PredictionStore, build_cluster
-from flaskandmnist.web import security
+from flaskandmnist.web import rate_counts, security
 
 pytestmark = pytest.mark.cassandra
 
@@ -371,6 +374,41 @@ def test_posts_beyond_the_limit_are_429_for_that_client_only(guarded_app: Flask)
     # Reading is not limited.
     assert one.get("/healthz").status_code == 200
     assert one.get("/api/v1/openapi.json").status_code == 200
+
+
+def test_counting_a_post_starts_no_thread(
+    guarded_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """limits' own memory storage starts a timer thread on a post whenever its last one has
+    finished (at a person's pace, nearly every post), and the post waits for the new thread
+    to get the GIL; the worker's storage starts none."""
+    timers: list[threading.Timer] = []
+    timer = threading.Timer
+
+    class CountedTimer(timer):
+        def __init__(self, interval: float, function: Callable[..., Any], *args: Any) -> None:
+            super().__init__(interval, function, *args)
+            if isinstance(getattr(function, "__self__", None), MemoryStorage):
+                timers.append(self)
+
+    monkeypatch.setattr(threading, "Timer", CountedTimer)
+    client = client_at(guarded_app, "203.0.113.19")
+    for _ in range(3):
+        # A person's pace: the storage's last timer, if any, has finished.
+        wait_until(lambda: not any(isinstance(t, timer) for t in threading.enumerate()))
+        assert client.post("/api/v1/predictions", data=b"").status_code == 415
+    assert client.post("/api/v1/predictions", data=b"").status_code == 429  # still counted
+    assert timers == []
+
+
+def test_expired_counts_are_swept_on_the_request_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rate_counts, "SWEEP_S", 0.0)
+    counts = rate_counts.WorkerMemoryStorage()
+    wait_until(lambda: not counts.timer.is_alive())  # limits' one timer, from its constructor
+    counts.incr("old", expiry=0.01)
+    wait_until(lambda: time.time() >= counts.expirations["old"])
+    counts.incr("new", expiry=60)
+    assert "old" not in counts.storage and counts.get("new") == 1
 
 
 def test_people_over_the_limit_get_a_page(guarded_app: Flask) -> None:

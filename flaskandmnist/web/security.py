@@ -19,6 +19,7 @@ from werkzeug.security import check_password_hash
 
 from flaskandmnist.config import SecuritySettings, Settings
 
+from . import rate_counts
 from .errors import ApiError, respond
 
 #: Scripts, styles and connections only from this origin, and no inline code (an injected
@@ -157,7 +158,11 @@ def _limit_rate(app: Flask, security: SecuritySettings) -> None:
         # model, Cassandra writes). Pages, listings, images, health and metrics are gets.
         application_limits=[security.rate_limit],
         application_limits_exempt_when=lambda: request.method != "POST",
-        storage_uri=security.rate_limit_storage_uri,
+        storage_uri=(
+            rate_counts.URI
+            if security.rate_limit_storage_uri == "memory://"
+            else security.rate_limit_storage_uri
+        ),
         # Counts weighted over the previous window: no double burst at a window's edge.
         strategy="sliding-window-counter",
         headers_enabled=True,

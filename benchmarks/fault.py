@@ -51,8 +51,8 @@ from flaskandmnist.storage import build_cluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CASSANDRA_SCRIPT = REPO_ROOT / "scripts" / "cassandra.py"
-#: The tables that hold one row per prediction (predictions_by_digit is the same as by_day).
-TABLES = ("predictions", "predictions_by_day", "predictions_by_digit")
+#: The tables that hold one row per prediction.
+TABLES = ("predictions", "predictions_by_minute", "predictions_by_digit_minute")
 
 
 def mnist_pngs(count: int = 50) -> list[bytes]:

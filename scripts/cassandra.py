@@ -141,6 +141,9 @@ concurrent_reads: 8
 concurrent_writes: 8
 concurrent_counter_writes: 8
 concurrent_compactors: 1
+# A node back from an outage gets the writes it missed from the others' hints; the default
+# throttle (1 MiB/s, shared among the nodes) is sized for a network a local ring does not use.
+hinted_handoff_throttle: 16MiB
 """
 
 LOGBACK_XML = """<configuration>

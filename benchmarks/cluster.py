@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -290,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "latency": latencies,
     }
     print(json.dumps(figures))
+    if ok:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"logs kept in {work}", file=sys.stderr)
     return 0 if ok else 1
 
 

@@ -233,8 +233,6 @@ class PredictionStore:
         # Minutes whose prediction_minutes and prediction_days rows this process wrote.
         self._indexed: set[datetime] = set()
 
-        # Tables are named with their keyspace: Cassandra 5.0 warns about prepared
-        # statements on a session bound to a keyspace (USE), as their meaning is ambiguous.
         def prepare(query: str) -> PreparedStatement:
             statement = session.prepare(query)
             # Every statement here may be sent twice (speculative execution, retries):
@@ -242,6 +240,8 @@ class PredictionStore:
             statement.is_idempotent = True
             return statement
 
+        # Tables are named with their keyspace: Cassandra 5.0 warns about prepared
+        # statements on a session bound to a keyspace (USE), as their meaning is ambiguous.
         self._select_release = prepare("SELECT release_version FROM system.local")
         self._insert_prediction = prepare(_insert(f"{ks}.predictions", _PREDICTION_COLUMNS))
         by_minute = f"{ks}.predictions_by_minute"

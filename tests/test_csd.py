@@ -294,6 +294,7 @@ def test_no_server_exits_3_after_the_wait_timeout(run_csd: RunCsd) -> None:
         ("--keyspace", "x; DROP KEYSPACE system_auth"),
         ("--datacenter", "dc1:zero"),
         ("--replication-factor", "0"),
+        ("--listing-ttl-days", "-1"),
     ],
 )
 def test_bad_arguments_exit_2(run_csd: RunCsd, args: tuple[str, ...]) -> None:

@@ -2,8 +2,10 @@
 """Creates or upgrades the flaskandmnist keyspace and tables in Cassandra; safe to re-run.
 
 This file is the one definition of the schema (docs/cassandra.md documents it). On an existing
-keyspace it creates missing tables and adds missing columns; it never drops or changes
-anything else, so tables of earlier versions and their data stay as they are. Settings
+keyspace it creates missing tables and adds missing columns, copies the listings of the
+day-bucketed layout into the minute buckets once (recorded in schema_migrations), and sets
+the listing rows' TTL when asked; it never drops anything, so tables of earlier versions and
+their data stay as they are. Settings
 default to the CASSANDRA_* environment variables (flaskandmnist/config.py).
 
 Exit codes: 0 schema ready; 2 bad arguments or settings; 3 Cassandra did not answer within
@@ -20,6 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 
 from cassandra import (
     AuthenticationFailed,
@@ -28,6 +31,8 @@ from cassandra import (
     UnresolvableContactPoints,
 )
 from cassandra.cluster import Cluster, NoHostAvailable, Session
+from cassandra.query import SimpleStatement
+from cassandra.util import datetime_from_uuid1
 
 from flaskandmnist.config import (
     CassandraSettings,
@@ -35,7 +40,8 @@ from flaskandmnist.config import (
     datacenter_factors,
     keyspace_name,
 )
-from flaskandmnist.storage import build_cluster
+from flaskandmnist.domain import PredictionSummary
+from flaskandmnist.storage import PredictionStore, StorageError, build_cluster
 
 EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH, EXIT_SCHEMA = 0, 2, 3, 4, 5
 
@@ -50,13 +56,17 @@ class Table:
     #: Clustering columns as (name, type, "ASC" | "DESC").
     clustering: tuple[tuple[str, str, str], ...]
     columns: tuple[tuple[str, str], ...]
+    #: Further table options in CQL, e.g. the compaction strategy.
+    options: tuple[str, ...] = ()
+    #: Whether ``--listing-ttl-days`` applies (default_time_to_live).
+    listing: bool = False
 
     def create_cql(self, keyspace: str) -> str:
         key_columns = [*self.partition_key, *((name, kind) for name, kind, _ in self.clustering)]
         columns = ",\n".join(f"    {name} {kind}" for name, kind in (*key_columns, *self.columns))
         partition = ", ".join(name for name, _ in self.partition_key)
         clustering = "".join(f", {name}" for name, _, _ in self.clustering)
-        options = [f"comment = '{self.comment}'"]
+        options = [f"comment = '{self.comment}'", *self.options]
         if self.clustering:
             order = ", ".join(f"{name} {direction}" for name, _, direction in self.clustering)
             options.insert(0, f"CLUSTERING ORDER BY ({order})")
@@ -78,6 +88,14 @@ _LISTING_COLUMNS = (
     ("model_input_png", "blob"),
 )
 _NEWEST_FIRST = (("id", "timeuuid", "DESC"),)
+# Listing rows are written once, at about the time they describe (USING TIMESTAMP of their
+# creation), and read newest first: time windows keep a day's rows in its own SSTables,
+# compact only within a window, and let whole SSTables go when rows expire (a TTL), where
+# size-tiered compaction would rewrite old rows again and again.
+_TIME_WINDOWS = (
+    "compaction = {'class': 'TimeWindowCompactionStrategy', "
+    "'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}"
+)
 
 TABLES = (
     Table(
@@ -101,18 +119,30 @@ TABLES = (
         ),
     ),
     Table(
-        name="predictions_by_day",
-        comment="Predictions of one UTC day, newest first",
-        partition_key=(("day", "date"),),
+        name="predictions_by_minute",
+        comment="Predictions of one UTC minute and shard, newest first",
+        partition_key=(("minute", "timestamp"), ("shard", "tinyint")),
         clustering=_NEWEST_FIRST,
         columns=(("digit", "tinyint"), *_LISTING_COLUMNS),
+        options=(_TIME_WINDOWS,),
+        listing=True,
     ),
     Table(
-        name="predictions_by_digit",
-        comment="Predictions naming one digit on one UTC day, newest first",
-        partition_key=(("digit", "tinyint"), ("day", "date")),
+        name="predictions_by_digit_minute",
+        comment="Predictions naming one digit in one UTC minute and shard, newest first",
+        partition_key=(("digit", "tinyint"), ("minute", "timestamp"), ("shard", "tinyint")),
         clustering=_NEWEST_FIRST,
         columns=_LISTING_COLUMNS,
+        options=(_TIME_WINDOWS,),
+        listing=True,
+    ),
+    Table(
+        name="prediction_minutes",
+        comment="The UTC minutes of one day that hold predictions, newest first",
+        partition_key=(("day", "date"),),
+        clustering=(("minute", "timestamp", "DESC"),),
+        columns=(),
+        listing=True,
     ),
     Table(
         name="prediction_days",
@@ -133,6 +163,13 @@ TABLES = (
             ("model_version", "text"),
             ("model_input_png", "blob"),
         ),
+    ),
+    Table(
+        name="schema_migrations",
+        comment="Data migrations csd.py has done in this keyspace, by name",
+        partition_key=(("name", "text"),),
+        clustering=(),
+        columns=(("applied_at", "timestamp"), ("detail", "text")),
     ),
 )
 
@@ -176,8 +213,20 @@ def _short_class(replication: dict[str, str]) -> dict[str, str]:
 DDL_TIMEOUT_S = 60.0
 
 
-def ensure_schema(session: Session, keyspace: str, replication: dict[str, str]) -> SchemaResult:
-    """Creates what is missing of the keyspace and TABLES; raises SchemaConflict."""
+def ensure_schema(
+    session: Session,
+    keyspace: str,
+    replication: dict[str, str],
+    listing_ttl_days: int | None = None,
+    recopy_listings: bool = False,
+) -> SchemaResult:
+    """Creates what is missing of the keyspace and TABLES, and copies the listings of the
+    day-bucketed layout into the minute buckets once (again with ``recopy_listings``);
+    raises SchemaConflict.
+
+    ``listing_ttl_days`` sets how long listing rows live (0: for ever); None leaves the
+    tables' setting as it is.
+    """
     keyspace = keyspace_name(keyspace, "keyspace")
     result = SchemaResult()
     row = session.execute(
@@ -197,7 +246,91 @@ def ensure_schema(session: Session, keyspace: str, replication: dict[str, str]) 
         )
     for table in TABLES:
         _ensure_table(session, keyspace, table, result)
+    if listing_ttl_days is not None:
+        _ensure_listing_ttl(session, keyspace, listing_ttl_days * 86_400, result)
+    _copy_day_listings(session, keyspace, recopy_listings, result)
     return result
+
+
+def _ensure_listing_ttl(
+    session: Session, keyspace: str, seconds: int, result: SchemaResult
+) -> None:
+    for table in TABLES:
+        if not table.listing:
+            continue
+        row = session.execute(
+            "SELECT default_time_to_live FROM system_schema.tables "
+            "WHERE keyspace_name = %s AND table_name = %s",
+            (keyspace, table.name),
+        ).one()
+        if row.default_time_to_live != seconds:
+            session.execute(
+                f"ALTER TABLE {keyspace}.{table.name} WITH default_time_to_live = {seconds}",
+                timeout=DDL_TIMEOUT_S,
+            )
+            result.changes.append(
+                f"set default_time_to_live of {keyspace}.{table.name} to {seconds} s"
+            )
+
+
+#: The listing table of the day-bucketed layout (before minute buckets), and the name its
+#: copy is recorded under in schema_migrations.
+DAY_LISTING = "predictions_by_day"
+DAY_LISTING_COPY = "listings_by_minute"
+#: Rows written to the new tables at once while copying.
+COPY_CHUNK = 200
+
+
+def _copy_day_listings(session: Session, keyspace: str, again: bool, result: SchemaResult) -> None:
+    """Copies every row of the old day listing into the minute-bucketed tables.
+
+    The copy is idempotent (the same rows, written with the time of each prediction), so
+    it can run again (``--recopy-listings``) to pick up rows that instances of the previous
+    version wrote after the first copy. The old tables are left as they are.
+    """
+    have = _columns(session, keyspace, DAY_LISTING)
+    if not have:
+        return
+    migrations = f"{keyspace}.schema_migrations"
+    done = session.execute(
+        f"SELECT detail FROM {migrations} WHERE name = %s", (DAY_LISTING_COPY,)
+    ).one()
+    if done is not None and not again:
+        return
+    names = [f.name for f in dataclasses.fields(PredictionSummary)]
+    query = SimpleStatement(
+        f"SELECT {', '.join(n for n in names if n in have)} FROM {keyspace}.{DAY_LISTING}",
+        fetch_size=COPY_CHUNK * 5,
+    )
+    store = PredictionStore(session.cluster, session, keyspace)
+    copied = 0
+    chunk: list[PredictionSummary] = []
+    for row in session.execute(query, timeout=DDL_TIMEOUT_S):
+        values = {name: getattr(row, name, None) for name in names}
+        # Rows of early versions may lack created_at; the time-based id carries it.
+        created_at = row.created_at if "created_at" in have else None
+        values["created_at"] = (created_at or datetime_from_uuid1(row.id)).replace(tzinfo=UTC)
+        chunk.append(PredictionSummary(**values))
+        if len(chunk) == COPY_CHUNK:
+            store.save_listings(chunk)
+            copied, chunk = copied + len(chunk), []
+    store.save_listings(chunk)
+    copied += len(chunk)
+    detail = f"copied {copied} rows of {keyspace}.{DAY_LISTING} into the minute buckets"
+    session.execute(
+        f"INSERT INTO {migrations} (name, applied_at, detail) VALUES (%s, toTimestamp(now()), %s)",
+        (DAY_LISTING_COPY, detail),
+    )
+    result.changes.append(f"{detail} (the day tables are kept)")
+
+
+def _columns(session: Session, keyspace: str, table: str) -> set[str]:
+    rows = session.execute(
+        "SELECT column_name FROM system_schema.columns "
+        "WHERE keyspace_name = %s AND table_name = %s",
+        (keyspace, table),
+    )
+    return {row.column_name for row in rows}
 
 
 def _ensure_table(session: Session, keyspace: str, table: Table, result: SchemaResult) -> None:
@@ -291,6 +424,19 @@ def _parser(defaults: CassandraSettings) -> argparse.ArgumentParser:
         metavar="DC:FACTOR",
         help="NetworkTopologyStrategy; repeat for each data centre, e.g. dc1:3",
     )
+    parser.add_argument(
+        "--listing-ttl-days",
+        type=int,
+        metavar="DAYS",
+        help="listing rows expire after DAYS (0: never); left out, the tables keep theirs. "
+        "Predictions themselves never expire",
+    )
+    parser.add_argument(
+        "--recopy-listings",
+        action="store_true",
+        help="copy the day-bucketed listings of an earlier version into the minute buckets "
+        "again (after the last instance of that version stopped writing)",
+    )
     parser.add_argument("--username", default=defaults.username)
     parser.add_argument("--password", default=defaults.password, help="prefer CASSANDRA_PASSWORD")
     parser.add_argument(
@@ -306,6 +452,8 @@ def _parser(defaults: CassandraSettings) -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace, defaults: CassandraSettings) -> CassandraSettings:
     if args.replication_factor < 1:
         raise ConfigError("--replication-factor must be at least 1")
+    if args.listing_ttl_days is not None and args.listing_ttl_days < 0:
+        raise ConfigError("--listing-ttl-days must be 0 or more")
     datacenters = (
         datacenter_factors(",".join(args.datacenter), "--datacenter")
         if args.datacenter
@@ -348,8 +496,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_UNREACHABLE
     try:
-        result = ensure_schema(session, settings.keyspace, replication_of(settings))
-    except (NoHostAvailable, OperationTimedOut) as error:
+        result = ensure_schema(
+            session,
+            settings.keyspace,
+            replication_of(settings),
+            listing_ttl_days=args.listing_ttl_days,
+            recopy_listings=args.recopy_listings,
+        )
+    except (NoHostAvailable, OperationTimedOut, StorageError) as error:
         print(f"csd.py: error: lost Cassandra at {where}: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except (SchemaConflict, DriverException) as error:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import io
 import json
 import os
 import shutil
@@ -37,13 +36,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from cassandra.cluster import Session
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from benchmarks.bodies import Body, make_body
 from benchmarks.load import free_port, gunicorn
 from flaskandmnist.config import CassandraSettings
 from flaskandmnist.mnist import load_mnist
@@ -51,19 +50,16 @@ from flaskandmnist.storage import build_cluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CASSANDRA_SCRIPT = REPO_ROOT / "scripts" / "cassandra.py"
-#: The tables that hold one row per prediction (predictions_by_digit is the same as by_day).
-TABLES = ("predictions", "predictions_by_day", "predictions_by_digit")
+#: The tables that hold one row per prediction.
+TABLES = ("predictions", "predictions_by_minute", "predictions_by_digit_minute")
 
 
-def mnist_pngs(count: int = 50) -> list[bytes]:
-    """The first ``count`` MNIST test digits as 28x28 PNGs."""
+def mnist_bodies(count: int = 50, workload: str = "mnist28") -> list[Body]:
+    """Request bodies of ``workload`` (benchmarks/bodies.py) from the first ``count`` MNIST
+    test digits."""
     folder = os.environ.get("MNIST_DIR") or REPO_ROOT.parent / "shared" / "data" / "mnist"
-    pngs = []
-    for image in load_mnist(folder).test_images[:count]:
-        out = io.BytesIO()
-        Image.fromarray(image).save(out, format="PNG")
-        pngs.append(out.getvalue())
-    return pngs
+    images = load_mnist(folder).test_images[:count]
+    return [make_body(workload, image, seed=index) for index, image in enumerate(images)]
 
 
 @dataclass(frozen=True)
@@ -79,12 +75,11 @@ class Answer:
 
 
 class Load:
-    """Client threads, each POSTing one PNG after another on a keep-alive connection."""
+    """Client threads, each POSTing one body after another, to the URLs in turn (a
+    round-robin client in front of several instances), on a keep-alive connection each."""
 
-    def __init__(self, url: str, bodies: Sequence[bytes], concurrency: int) -> None:
-        parts = urlsplit(url)
-        self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self._path = parts.path
+    def __init__(self, urls: Sequence[str], bodies: Sequence[Body], concurrency: int) -> None:
+        self._targets = [urlsplit(url) for url in urls]
         self._bodies = bodies
         self._stop = threading.Event()
         self.answers: list[Answer] = []  # list.append is atomic: shared by the threads
@@ -106,28 +101,40 @@ class Load:
         return self.answers
 
     def _client(self, index: int, step: int) -> None:
-        connection = http.client.HTTPConnection(*self._address, timeout=60)
-        connected = time.monotonic()  # http.client connects on the first request
+        def connect(target: SplitResult) -> http.client.HTTPConnection:
+            return http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+
+        connections = [connect(target) for target in self._targets]
+        # When each connection was made (http.client connects on its first request).
+        connected = [time.monotonic()] * len(connections)
         while not self._stop.is_set():
             body = self._bodies[index % len(self._bodies)]
+            turn = index % len(self._targets)
+            target, connection = self._targets[turn], connections[turn]
             index += step
             sent = time.monotonic()
             try:
-                connection.request("POST", self._path, body, {"Content-Type": "image/png"})
+                headers = {"Content-Type": body.content_type}
+                connection.request("POST", target.path, body.data, headers)
                 response = connection.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException):
                 # No answer (e.g. the worker was killed): whether it was stored is unknown.
-                self.answers.append(Answer(sent, time.monotonic() - sent, None, None, connected))
+                self.answers.append(
+                    Answer(sent, time.monotonic() - sent, None, None, connected[turn])
+                )
                 connection.close()
-                connection = http.client.HTTPConnection(*self._address, timeout=60)
-                connected = time.monotonic()
+                connections[turn] = connect(target)
+                connected[turn] = time.monotonic()
                 continue
             prediction_id = json.loads(data)["id"] if response.status == 201 else None
             self.answers.append(
-                Answer(sent, time.monotonic() - sent, response.status, prediction_id, connected)
+                Answer(
+                    sent, time.monotonic() - sent, response.status, prediction_id, connected[turn]
+                )
             )
-        connection.close()
+        for connection in connections:
+            connection.close()
 
 
 def scrape(base_url: str) -> list[Sample]:
@@ -302,7 +309,7 @@ def main() -> int:
         "OUTBOX_DIR": str(work / "outbox"),
         "RATE_LIMIT": "off",  # one client address sends everything
     }
-    bodies = mnist_pngs()
+    bodies = mnist_bodies()
     node.start()
     cluster = build_cluster(CassandraSettings.from_env(env))
     try:
@@ -314,7 +321,7 @@ def main() -> int:
                 flush=True,
             )
             watch = OutboxWatch(work / "outbox")
-            load = Load(f"{base}/api/v1/predictions", bodies, args.concurrency).start()
+            load = Load([f"{base}/api/v1/predictions"], bodies, args.concurrency).start()
             began = time.monotonic()
 
             def event(what: str) -> float:

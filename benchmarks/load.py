@@ -610,7 +610,7 @@ def main() -> int:
             print_ratio(runs, naive)
         # After gunicorn stopped: every prediction is stored or queued in the outbox by now.
         settings = CassandraSettings.from_env(env)
-        rows = {t: count_rows(settings, t) for t in ("predictions", "predictions_by_day")}
+        rows = {t: count_rows(settings, t) for t in ("predictions", "predictions_by_minute")}
         queued = outbox_records(work / "outbox")
     created = sum(run.result.created for run in runs)
     stored = all(n == created for n in rows.values())

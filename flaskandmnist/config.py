@@ -137,6 +137,10 @@ class CassandraSettings:
     retry_policy: str = "default"
     connect_timeout_s: float = 10.0
     request_timeout_s: float = 10.0
+    #: Milliseconds before a second attempt of a statement goes to the next replica
+    #: (speculative execution); 0 turns it off. Well below the outbox's write deadline, so
+    #: that a stalled coordinator is routed around before a request gives up on Cassandra.
+    speculative_delay_ms: int = 300
     #: CQL native protocol version: 5 for Cassandra 4.0 and later, 4 for 3.x. Fixed rather
     #: than negotiated, which costs two failed handshakes and warnings on every connect.
     protocol_version: int = 5
@@ -186,6 +190,9 @@ class CassandraSettings:
             retry_policy=_choice(env, "CASSANDRA_RETRY_POLICY", cls.retry_policy, RETRY_POLICIES),
             connect_timeout_s=_float(env, "CASSANDRA_CONNECT_TIMEOUT", cls.connect_timeout_s),
             request_timeout_s=_float(env, "CASSANDRA_REQUEST_TIMEOUT", cls.request_timeout_s),
+            speculative_delay_ms=_int(
+                env, "CASSANDRA_SPECULATIVE_DELAY_MS", cls.speculative_delay_ms
+            ),
             protocol_version=_int(
                 env, "CASSANDRA_PROTOCOL_VERSION", cls.protocol_version, minimum=3
             ),

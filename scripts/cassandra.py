@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
-"""A real single-node Apache Cassandra for development, tests and CI, without Docker.
+"""A real Apache Cassandra for development, tests and CI, without Docker: one node, or a
+cluster of N nodes on the loopback addresses 127.0.0.1 .. 127.0.0.N.
 
 Maven Central does not publish the 5.0.x binary tarball, so ``install`` resolves the server
 jar ``org.apache.cassandra:cassandra-all`` and its runtime dependencies with Maven into
 ``$FLASKANDMNIST_CACHE/cassandra-<version>/lib`` (default cache: ``~/.cache/flaskandmnist``);
 a second install is a no-op. ``start`` writes a minimal configuration into the data folder,
 launches ``CassandraDaemon`` in the background with a small heap and waits until the node
-answers the CQL native protocol. Needs Java 17 and Maven; uses the standard library only,
-so it runs before any virtual environment exists.
+answers the CQL native protocol. ``cluster-start`` does the same for N nodes, as ccm does:
+each node has its own folder and address, and all use the same ports; the first is the
+seed, and the tokens split the ring evenly. Needs Java 17 and Maven; uses the standard
+library only, so it runs before any virtual environment exists.
 
     scripts/cassandra.py install
     scripts/cassandra.py start --port 9042 --data-dir ~/.cache/flaskandmnist/data
     scripts/cassandra.py status --data-dir ~/.cache/flaskandmnist/data
     scripts/cassandra.py stop --data-dir ~/.cache/flaskandmnist/data
+    scripts/cassandra.py cluster-start --nodes 3 --port 9042 --data-dir ~/.cache/flaskandmnist/ring
+    scripts/cassandra.py cluster-status --data-dir ~/.cache/flaskandmnist/ring
+    scripts/cassandra.py start --data-dir ~/.cache/flaskandmnist/ring/node2   # one node again
+    scripts/cassandra.py cluster-stop --data-dir ~/.cache/flaskandmnist/ring
 """
 
 from __future__ import annotations
@@ -30,12 +37,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_VERSION = "5.0.9"
 DEFAULT_PORT = 9042
 DEFAULT_HEAP = "1g"
+#: Three nodes of this heap, and the memory around each JVM's heap, fit a small machine.
+DEFAULT_CLUSTER_HEAP = "512m"
+DEFAULT_CLUSTER_NODES = 3
 HOST = "127.0.0.1"
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 # Pinned so that an install is reproducible whatever the local Maven defaults to.
@@ -99,13 +110,13 @@ POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 CASSANDRA_YAML = """# Written by scripts/cassandra.py at every start: edit the script instead.
 cluster_name: flaskandmnist-local
 num_tokens: 1
-initial_token: 0
+initial_token: {initial_token}
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 endpoint_snitch: SimpleSnitch
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "{host}:{storage_port}"
+      - seeds: "{seeds}"
 listen_address: {host}
 rpc_address: {host}
 storage_port: {storage_port}
@@ -130,6 +141,9 @@ concurrent_reads: 8
 concurrent_writes: 8
 concurrent_counter_writes: 8
 concurrent_compactors: 1
+# A node back from an outage gets the writes it missed from the others' hints; the default
+# throttle (1 MiB/s, shared among the nodes) is sized for a network a local ring does not use.
+hinted_handoff_throttle: 16MiB
 """
 
 LOGBACK_XML = """<configuration>
@@ -251,11 +265,11 @@ def cql_answers(port: int, host: str = HOST, timeout: float = 2.0) -> bool:
     return len(header) == 9 and header[0] == 0x84 and header[4] == 0x06
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, host: str = HOST) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((HOST, port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
@@ -353,6 +367,9 @@ def start(
     auth: bool | None,
     wait_timeout: float,
     started_file: Path | None = None,
+    host: str | None = None,
+    seeds: str | None = None,
+    initial_token: int | None = None,
 ) -> float:
     """Starts the node (installing first if needed); returns seconds until CQL answered.
 
@@ -365,17 +382,25 @@ def start(
     previous = _read_node(data_dir)
     node = {
         "version": version,
+        "host": host or previous.get("host") or HOST,
         "port": port or previous.get("port") or DEFAULT_PORT,
         "storage_port": storage_port or previous.get("storage_port") or free_port(),
         "heap": heap or previous.get("heap") or DEFAULT_HEAP,
         "auth": previous.get("auth", False) if auth is None else auth,
+        "initial_token": previous.get("initial_token", 0)
+        if initial_token is None
+        else initial_token,
     }
+    # A node alone is its own seed.
+    node["seeds"] = seeds or previous.get("seeds") or f"{node['host']}:{node['storage_port']}"
     if (pid := running_pid(data_dir)) is not None:
         print(f"Cassandra already running in {data_dir} (pid {pid})")
-        return _wait_for_cql(node["port"], wait_timeout, lambda: _alive(pid), data_dir)
+        return _wait_for_cql(node, wait_timeout, lambda: _alive(pid), data_dir)
     for name in ("port", "storage_port"):
-        if not _port_free(node[name]):
-            raise CassandraError(f"{name.replace('_', ' ')} {node[name]} is already in use")
+        if not _port_free(node[name], node["host"]):
+            raise CassandraError(
+                f"{name.replace('_', ' ')} {node[name]} is already in use on {node['host']}"
+            )
 
     home = install(version, cache)
     fresh = not (data_dir / "data").exists()
@@ -386,7 +411,9 @@ def start(
     logs.mkdir(exist_ok=True)
     (conf / "cassandra.yaml").write_text(
         CASSANDRA_YAML.format(
-            host=HOST,
+            host=node["host"],
+            seeds=node["seeds"],
+            initial_token=node["initial_token"],
             port=node["port"],
             storage_port=node["storage_port"],
             data=data_dir,
@@ -413,7 +440,7 @@ def start(
     # Our own child is watched through poll(): its /proc cmdline reads empty for a moment
     # after exec, which _alive() would take for a dead process on a busy machine.
     try:
-        _wait_for_cql(node["port"], wait_timeout, lambda: process.poll() is None, data_dir)
+        _wait_for_cql(node, wait_timeout, lambda: process.poll() is None, data_dir)
         if node["auth"] and fresh:
             _wait_for_superuser(data_dir, wait_timeout - (time.monotonic() - started))
     except BaseException:
@@ -424,7 +451,7 @@ def start(
         raise
     seconds = time.monotonic() - started
     print(
-        f"Cassandra {version} (pid {process.pid}) answers CQL on {HOST}:{node['port']} "
+        f"Cassandra {version} (pid {process.pid}) answers CQL on {node['host']}:{node['port']} "
         f"after {seconds:.1f} s; data in {data_dir}"
     )
     return seconds
@@ -437,10 +464,11 @@ def _read_node(data_dir: Path) -> dict:
         return {}
 
 
-def _wait_for_cql(port: int, timeout: float, alive: Callable[[], bool], data_dir: Path) -> float:
+def _wait_for_cql(node: dict, timeout: float, alive: Callable[[], bool], data_dir: Path) -> float:
     started = time.monotonic()
+    host, port = node.get("host", HOST), node["port"]
     while time.monotonic() - started < timeout:
-        if cql_answers(port):
+        if cql_answers(port, host):
             return time.monotonic() - started
         if not alive():
             _pidfile(data_dir).unlink(missing_ok=True)
@@ -448,7 +476,7 @@ def _wait_for_cql(port: int, timeout: float, alive: Callable[[], bool], data_dir
         time.sleep(0.5)
     stop(data_dir)
     raise CassandraError(
-        f"Cassandra did not answer CQL on port {port} within {timeout:.0f} s; stopped it.\n"
+        f"Cassandra did not answer CQL on {host}:{port} within {timeout:.0f} s; stopped it.\n"
         f"{_log_tail(data_dir)}"
     )
 
@@ -486,6 +514,159 @@ def stop(data_dir: Path, timeout: float = 60.0) -> bool:
     return True
 
 
+# --- a cluster of N nodes on 127.0.0.1 .. 127.0.0.N ---------------------------------------
+
+
+def _cluster_file(data_dir: Path) -> Path:
+    return data_dir / "cluster.json"
+
+
+def _read_cluster(data_dir: Path) -> dict:
+    try:
+        return json.loads(_cluster_file(data_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def node_dirs(data_dir: Path) -> list[Path]:
+    """The folders of the cluster's nodes, the seed first."""
+    nodes = _read_cluster(data_dir.resolve()).get("nodes", 0)
+    return [data_dir.resolve() / f"node{index}" for index in range(1, nodes + 1)]
+
+
+def node_host(index: int) -> str:
+    """The loopback address of node ``index`` (1-based)."""
+    return f"127.0.0.{index}"
+
+
+def ring_tokens(nodes: int) -> list[int]:
+    """One Murmur3 token per node, evenly spaced, so that each node owns as much data."""
+    return [-(2**63) + index * (2**64 // nodes) for index in range(nodes)]
+
+
+def _peer_states(data_dir: Path) -> dict[str, bool]:
+    """What a node's log last said of each peer: up (True) or down (False)."""
+    log = data_dir / "logs" / "system.log"
+    states: dict[str, bool] = {}
+    if log.is_file():
+        for match in re.finditer(
+            r"/([\d.]+):\d+ is now (UP|DOWN)", log.read_text(errors="replace")
+        ):
+            states[match.group(1)] = match.group(2) == "UP"
+    return states
+
+
+def wait_for_ring(data_dir: Path, timeout: float) -> float:
+    """Waits until every running node of the cluster sees every other running node up (its
+    log says so): before that, a node may answer Unavailable for ranges it thinks are down.
+    Returns the seconds waited."""
+    started = time.monotonic()
+    while True:
+        running = [d for d in node_dirs(data_dir) if running_pid(d) is not None]
+        hosts = {d: _read_node(d).get("host", HOST) for d in running}
+        if all(
+            _peer_states(d).get(hosts[other], False)
+            for d in running
+            for other in running
+            if other != d
+        ):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise CassandraError(f"the nodes did not all see each other within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def cluster_start(
+    *,
+    version: str,
+    cache: Path,
+    data_dir: Path,
+    nodes: int | None,
+    port: int | None,
+    heap: str | None,
+    wait_timeout: float,
+) -> float:
+    """Starts (or brings back) an N-node cluster; returns seconds until all answered CQL and
+    saw each other.
+
+    Node i listens on 127.0.0.i with the same CQL and internode ports as the others, in
+    ``data_dir/node<i>`` (a node of its own, which ``start --data-dir`` restarts alone).
+    The seed starts first; the others join it together. Settings left out are taken from the
+    previous start in the same folder. A failed start stops every node it started.
+    """
+    data_dir = data_dir.resolve()
+    previous = _read_cluster(data_dir)
+    cluster = {
+        "nodes": nodes or previous.get("nodes") or DEFAULT_CLUSTER_NODES,
+        "port": port or previous.get("port") or DEFAULT_PORT,
+        "storage_port": previous.get("storage_port") or free_port(),
+        "heap": heap or previous.get("heap") or DEFAULT_CLUSTER_HEAP,
+    }
+    if not 1 <= cluster["nodes"] <= 254:
+        raise CassandraError(f"a cluster has 1 to 254 nodes, not {cluster['nodes']}")
+    for index in range(1, cluster["nodes"] + 1):
+        # Any free port binds unless the address is unusable: macOS, for one, routes only
+        # 127.0.0.1 until aliases are added.
+        if not _port_free(0, node_host(index)):
+            raise CassandraError(
+                f"cannot listen on {node_host(index)}; on macOS first run "
+                f"`sudo ifconfig lo0 alias {node_host(index)} up`"
+            )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _cluster_file(data_dir).write_text(json.dumps(cluster, indent=2) + "\n")
+    tokens = ring_tokens(cluster["nodes"])
+    seed = f"{node_host(1)}:{cluster['storage_port']}"
+    started = time.monotonic()
+
+    def start_node(index: int) -> float:
+        return start(
+            version=version,
+            cache=cache,
+            data_dir=data_dir / f"node{index}",
+            port=cluster["port"],
+            storage_port=cluster["storage_port"],
+            heap=cluster["heap"],
+            auth=False,
+            wait_timeout=wait_timeout,
+            host=node_host(index),
+            seeds=seed,
+            initial_token=tokens[index - 1],
+        )
+
+    try:
+        start_node(1)
+        with ThreadPoolExecutor(max_workers=cluster["nodes"]) as pool:
+            for future in [pool.submit(start_node, i) for i in range(2, cluster["nodes"] + 1)]:
+                future.result()
+        wait_for_ring(data_dir, wait_timeout)
+    except BaseException:
+        cluster_stop(data_dir)
+        raise
+    seconds = time.monotonic() - started
+    print(
+        f"{cluster['nodes']} nodes answer CQL on {node_host(1)}..{node_host(cluster['nodes'])}"
+        f":{cluster['port']} and see each other, after {seconds:.1f} s; data in {data_dir}"
+    )
+    return seconds
+
+
+def cluster_status(data_dir: Path) -> list[tuple[str, int | None, bool]]:
+    """Each node's address, pid (None: not running) and whether it answers CQL."""
+    states = []
+    for folder in node_dirs(data_dir):
+        node = _read_node(folder)
+        host, pid = node.get("host", HOST), running_pid(folder)
+        answers = pid is not None and cql_answers(node.get("port", DEFAULT_PORT), host)
+        states.append((host, pid, answers))
+    return states
+
+
+def cluster_stop(data_dir: Path) -> int:
+    """Stops every node of the cluster at once; returns how many were running."""
+    with ThreadPoolExecutor(max_workers=max(1, len(node_dirs(data_dir)))) as pool:
+        return sum(pool.map(stop, node_dirs(data_dir)))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -521,7 +702,45 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("stop", "stop the node gracefully"), ("status", "is the node up?")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--data-dir", type=Path, default=default_data, help=data_help)
+    ring_help = "the cluster's folder, one node<i> folder per node (default: %(default)s)"
+    default_ring = default_cache_dir() / "ring"
+    cluster_cmd = commands.add_parser(
+        "cluster-start", help="start N nodes on 127.0.0.1..N and wait until they see each other"
+    )
+    cluster_cmd.add_argument("--data-dir", type=Path, default=default_ring, help=ring_help)
+    cluster_cmd.add_argument(
+        "--nodes", type=int, help=f"how many nodes (default {DEFAULT_CLUSTER_NODES})"
+    )
+    cluster_cmd.add_argument(
+        "--port", type=int, help=f"CQL port of every node (default {DEFAULT_PORT})"
+    )
+    cluster_cmd.add_argument(
+        "--heap", help=f"JVM heap of each node (default {DEFAULT_CLUSTER_HEAP})"
+    )
+    cluster_cmd.add_argument("--wait-timeout", type=float, default=300.0, metavar="SECONDS")
+    for name, text in (
+        ("cluster-stop", "stop every node of the cluster"),
+        ("cluster-status", "which nodes are up? (exit 0: all answer CQL)"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--data-dir", type=Path, default=default_ring, help=ring_help)
     return parser
+
+
+def _print_cluster_status(data_dir: Path) -> int:
+    """Prints one line per node; exit 0 all answer CQL, 1 some do not, 3 none runs."""
+    states = cluster_status(data_dir)
+    for host, pid, answers in states:
+        state = (
+            "not running"
+            if pid is None
+            else f"running (pid {pid}), CQL " + ("answers" if answers else "silent")
+        )
+        print(f"{host}: {state}")
+    if not any(pid for _, pid, _ in states):
+        print("not running")
+        return 3
+    return 0 if all(answers for _, _, answers in states) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -547,13 +766,28 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.command == "stop":
             print("stopped" if stop(args.data_dir) else "not running")
+        elif args.command == "cluster-start":
+            cluster_start(
+                version=args.cassandra_version,
+                cache=args.cache_dir,
+                data_dir=args.data_dir,
+                nodes=args.nodes,
+                port=args.port,
+                heap=args.heap,
+                wait_timeout=args.wait_timeout,
+            )
+        elif args.command == "cluster-stop":
+            print(f"stopped {cluster_stop(args.data_dir)} node(s)")
+        elif args.command == "cluster-status":
+            return _print_cluster_status(args.data_dir)
         else:
             pid = running_pid(args.data_dir.resolve())
-            port = _read_node(args.data_dir.resolve()).get("port", DEFAULT_PORT)
+            node = _read_node(args.data_dir.resolve())
+            port = node.get("port", DEFAULT_PORT)
             if pid is None:
                 print("not running")
                 return 3
-            answers = cql_answers(port)
+            answers = cql_answers(port, node.get("host", HOST))
             print(f"running (pid {pid}), CQL on port {port} {'answers' if answers else 'silent'}")
             return 0 if answers else 1
     except CassandraError as error:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from cassandra import ConsistencyLevel
 from cassandra.policies import (
+    ConstantSpeculativeExecutionPolicy,
     DCAwareRoundRobinPolicy,
     FallthroughRetryPolicy,
+    NoSpeculativeExecutionPolicy,
     RetryPolicy,
     RoundRobinPolicy,
     TokenAwarePolicy,
@@ -42,6 +44,7 @@ def test_every_setting_is_read_from_the_environment() -> None:
             "CASSANDRA_RETRY_POLICY": "FALLTHROUGH",
             "CASSANDRA_CONNECT_TIMEOUT": "2.5",
             "CASSANDRA_REQUEST_TIMEOUT": "4",
+            "CASSANDRA_SPECULATIVE_DELAY_MS": "150",
             "CASSANDRA_PROTOCOL_VERSION": "4",
             "CASSANDRA_REPLICATION_FACTOR": "3",
             "CASSANDRA_DATACENTERS": "eu-west:3, us.east:2",
@@ -59,6 +62,7 @@ def test_every_setting_is_read_from_the_environment() -> None:
         retry_policy="fallthrough",
         connect_timeout_s=2.5,
         request_timeout_s=4.0,
+        speculative_delay_ms=150,
         protocol_version=4,
         replication_factor=3,
         datacenters=(("eu-west", 3), ("us.east", 2)),
@@ -84,6 +88,7 @@ def test_every_setting_is_read_from_the_environment() -> None:
         ("CASSANDRA_DATACENTERS", "dc'1:3"),
         ("CASSANDRA_REPLICATION_FACTOR", "0"),
         ("CASSANDRA_PORT", "nine"),
+        ("CASSANDRA_SPECULATIVE_DELAY_MS", "-1"),
     ],
 )
 def test_unusable_values_are_config_errors_naming_the_variable(name: str, value: str) -> None:
@@ -117,6 +122,16 @@ def test_the_cluster_follows_the_settings() -> None:
     assert isinstance(profile.retry_policy, RetryPolicy)
     assert isinstance(profile.load_balancing_policy, TokenAwarePolicy)
     assert profile.load_balancing_policy._child_policy.local_dc == "dc2"
+    # A second attempt on the next replica after the default delay, for statements that
+    # may be sent twice.
+    assert isinstance(profile.speculative_execution_policy, ConstantSpeculativeExecutionPolicy)
+    assert profile.speculative_execution_policy.delay == 0.3
+    assert profile.speculative_execution_policy.max_attempts == 1
+
+
+def test_speculative_execution_can_be_turned_off() -> None:
+    profile = build_cluster(CassandraSettings(speculative_delay_ms=0)).profile_manager.default
+    assert isinstance(profile.speculative_execution_policy, NoSpeculativeExecutionPolicy)
 
 
 @pytest.mark.parametrize(

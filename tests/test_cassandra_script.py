@@ -27,6 +27,25 @@ def test_status_of_a_folder_without_a_node_is_exit_3(tmp_path: Path) -> None:
     assert run_script("stop", "--data-dir", str(tmp_path)).stdout.strip() == "not running"
 
 
+def test_cluster_status_of_a_folder_without_a_cluster_is_exit_3(tmp_path: Path) -> None:
+    result = run_script("cluster-status", "--data-dir", str(tmp_path))
+    assert (result.returncode, result.stdout.strip()) == (3, "not running")
+    stopped = run_script("cluster-stop", "--data-dir", str(tmp_path))
+    assert stopped.stdout.strip() == "stopped 0 node(s)"
+
+
+def test_a_cluster_splits_the_ring_evenly() -> None:
+    tokens = local_cassandra.ring_tokens(3)
+    assert tokens[0] == -(2**63)
+    ranges = [end - start for start, end in zip(tokens, [*tokens[1:], 2**63], strict=True)]
+    assert max(ranges) - min(ranges) < 3
+    assert [local_cassandra.node_host(i) for i in (1, 2, 3)] == [
+        "127.0.0.1",
+        "127.0.0.2",
+        "127.0.0.3",
+    ]
+
+
 def test_start_refuses_a_port_in_use(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -200,7 +200,7 @@ def test_compose_passes_every_service_setting_and_nothing_else(config: dict[str,
     assert config["services"]["schema"]["environment"] == passed
     # Only the Cassandra of the compose file is fixed; the rest keep the app's defaults.
     assert {name: value for name, value in passed.items() if value is not None} == {
-        "CASSANDRA_CONTACT_POINTS": "cassandra",
+        "CASSANDRA_CONTACT_POINTS": "cassandra,cassandra-2,cassandra-3",
         "CASSANDRA_PORT": "9042",
     }
 
@@ -218,7 +218,7 @@ def test_variables_from_the_shell_reach_the_app(config: dict[str, Any]) -> None:
     environment = compose_config(env=shell)["services"]["web"]["environment"]
     assert {name: environment[name] for name in shell} == {
         **shell,
-        "CASSANDRA_CONTACT_POINTS": "cassandra",
+        "CASSANDRA_CONTACT_POINTS": "cassandra,cassandra-2,cassandra-3",
         "CASSANDRA_PORT": "9042",
     }
 

@@ -252,7 +252,7 @@ def test_schema_job_created_the_keyspace(container: Container, cql_session: Sess
             (container.keyspace,),
         )
     }
-    assert {"predictions", "predictions_by_day", "predictions_by_digit"} <= tables
+    assert {"predictions", "predictions_by_minute", "predictions_by_digit_minute"} <= tables
 
 
 def test_health_routes_answer(container: Container) -> None:

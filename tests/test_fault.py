@@ -17,7 +17,7 @@ from benchmarks.fault import (
     Load,
     OutboxWatch,
     kill_a_worker_with_a_queue,
-    mnist_pngs,
+    mnist_bodies,
     scrape,
     stored_ids,
     total,
@@ -60,7 +60,7 @@ def test_cassandra_outage_and_a_killed_worker_lose_and_duplicate_nothing(
     with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as url:
         master = int(pidfile.read_text())
         watch = OutboxWatch(outbox)
-        load = Load(f"{url}/api/v1/predictions", mnist_pngs(20), CLIENTS).start()
+        load = Load([f"{url}/api/v1/predictions"], mnist_bodies(20), CLIENTS).start()
         try:
             # Each phase lasts until the service answered a number of predictions in it.
             answered_since(load, 0.0)  # Cassandra up: stored before the answer

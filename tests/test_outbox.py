@@ -275,7 +275,7 @@ def test_predictions_are_answered_while_cassandra_was_never_reachable_and_replay
     try:
         wait_until(lambda: files(tmp_path) == [])  # adopted, replayed, deleted
         assert heir.health().outbox_depth == 0
-        for table in ("predictions", "predictions_by_day"):
+        for table in ("predictions", "predictions_by_minute"):
             ids = stored_ids(cql_session, ks_settings.keyspace, table, queued)
             assert ids == sorted(p.id for p in queued), table  # each exactly once
         assert ks_store.get(queued[-1].id) == queued[-1]
@@ -327,7 +327,7 @@ def test_concurrent_requests_are_each_stored_before_their_answers(
     try:
         record_concurrently(recorder, calls)
         assert files(tmp_path) == []  # stored before the answers, none queued
-        for table in ("predictions", "predictions_by_day", "predictions_by_digit"):
+        for table in ("predictions", "predictions_by_minute", "predictions_by_digit_minute"):
             ids = stored_ids(cql_session, ks_settings.keyspace, table, made)
             assert ids == sorted(p.id for p in made), table
     finally:
@@ -373,7 +373,7 @@ def test_a_write_that_misses_the_deadline_is_queued_and_still_stored_once(
         recorder.record_many([slow])
         assert REGISTRY.get_sample_value("flaskandmnist_outbox_queued_total") == (queued_before + 1)
         wait_until(lambda: recorder.health().outbox_depth == 0)  # replayed
-        for table in ("predictions", "predictions_by_day", "predictions_by_digit"):
+        for table in ("predictions", "predictions_by_minute", "predictions_by_digit_minute"):
             assert stored_ids(cql_session, ks_settings.keyspace, table, [slow]) == [slow.id]
         assert ks_store.get(slow.id) == slow
     finally:

@@ -230,7 +230,7 @@ def test_hostile_filenames_are_sanitised_and_bound_as_values(
             (store.keyspace,),
         )
     }
-    assert {"predictions", "predictions_by_day", "predictions_by_digit"} <= tables
+    assert {"predictions", "predictions_by_minute", "predictions_by_digit_minute"} <= tables
 
 
 @pytest.mark.cassandra

@@ -204,29 +204,21 @@ class OutboxWatch:
 
 
 def kill_a_worker_with_a_queue(master: int, outbox_dir: Path, timeout: float = 60) -> int:
-    """SIGKILLs a worker while records wait in its outbox; returns its pid once the worker
-    is dead (a zombie or reaped), when the kernel has closed its sockets: a request sent
-    after that reaches a live worker."""
+    """SIGKILLs a worker while records wait in its outbox; returns its pid once the master
+    reaped it: then all its threads are gone and the kernel has closed its sockets, so a
+    connection made after that reaches a live worker. (Its main thread shows as a zombie
+    earlier, while other threads, holding the sockets, still exit.)"""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         workers = workers_of(master)
         waiting = queued_records(outbox_dir)
         if candidates := [pid for pid in workers if waiting.get(pid)]:
             os.kill(candidates[0], signal.SIGKILL)
-            while alive(candidates[0]):
+            while Path(f"/proc/{candidates[0]}").exists():
                 time.sleep(0.01)
             return candidates[0]
         time.sleep(0.2)
     raise TimeoutError("no worker had records in its outbox")
-
-
-def alive(pid: int) -> bool:
-    """Whether the process runs (a zombie's files, sockets included, are closed)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def stored_ids(session: Session, keyspace: str) -> dict[str, Counter[str]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cassandra.cluster import Session
-from cassandra_server import CassandraServer, open_server
+from cassandra_server import CassandraServer, eventually, open_server
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
@@ -116,7 +116,8 @@ def new_keyspace(cql_session: Session) -> Iterator[Callable[[str], str]]:
 
     yield create
     for name in created:
-        cql_session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+        # A test may have restarted the server last: the driver reconnects in the background.
+        eventually(lambda name=name: cql_session.execute(f"DROP KEYSPACE IF EXISTS {name}"))
 
 
 @pytest.fixture(scope="session")

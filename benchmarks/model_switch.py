@@ -5,10 +5,10 @@ with csd.py and serves the app under gunicorn as the Docker image runs it; regis
 shipped LiteRT file again under another version name (a candidate as good as the active
 one) and POSTs MNIST digits from --concurrency client threads. After --before seconds it
 runs ``python -m flaskandmnist promote``, --hold seconds later ``rollback``, and goes on for
---after seconds. For each switch it prints how long the command took, the seconds from its
-return to the last request answered by the old version (then every worker had switched),
-and the latency of the requests sent meanwhile against those before; then the requests by
-status.
+--after seconds. For each switch it prints how long the command took (most of it starting
+Python and connecting), the seconds from its start to the last request answered by the old
+version (then every worker had switched), and the latency of the requests sent meanwhile
+against those before; then the requests by status.
 
     .venv/bin/python -m benchmarks.model_switch [--concurrency 8] [--workers 2]
         [--before 10] [--hold 15] [--after 10]
@@ -57,18 +57,18 @@ def latency(answers: Sequence[Answer]) -> str:
 
 
 def report_switch(
-    what: str, took: float, returned: float, old: str, answers: Sequence[Answer]
+    what: str, started: float, took: float, old: str, answers: Sequence[Answer]
 ) -> bool:
-    """Prints one switch's figures; whether every worker switched."""
-    after = [a for a in answers if a.sent >= returned]
-    late = [a.sent - returned for a in after if a.model_version == old]
-    switched = bool(after) and after[-1].model_version != old
-    window = max(late, default=0.0)
+    """Prints one switch's figures from the answers to requests sent after the command
+    started (and before the next one); whether every worker switched."""
+    after = [a for a in answers if a.sent >= started]
+    window = max((a.sent - started for a in after if a.model_version == old), default=0.0)
+    during = [a for a in after if a.sent <= started + window]
     print(
         f"{what}: command {took:.1f} s; last answer by {old} sent {window:.1f} s after it "
-        f"returned; during the switch: {latency([a for a in after if a.sent <= returned + window])}"
+        f"started; during the switch: {latency(during)}"
     )
-    return switched
+    return bool(after) and after[-1].model_version != old
 
 
 def main() -> int:
@@ -106,26 +106,26 @@ def main() -> int:
             print(f"{args.workers} workers, {args.concurrency} clients", flush=True)
             load = Load([url], bodies, args.concurrency).start()
             time.sleep(args.before)
+            promote_started = time.monotonic()
             promoted = cli(env, "promote", CANDIDATE)
-            promote_returned = time.monotonic()
             time.sleep(args.hold)
+            rollback_started = time.monotonic()
             rolled_back = cli(env, "rollback")
-            rollback_returned = time.monotonic()
             time.sleep(args.after)
             answers = load.stop()
     finally:
         node.stop()
     shutil.rmtree(work, ignore_errors=True)
 
-    print(f"before the switch: {latency([a for a in answers if a.sent < promote_returned])}")
+    print(f"before the switch: {latency([a for a in answers if a.sent < promote_started])}")
     ok = report_switch(
         "promote",
+        promote_started,
         promoted,
-        promote_returned,
         shipped.version,
-        [a for a in answers if a.sent < rollback_returned],
+        [a for a in answers if a.sent < rollback_started],
     )
-    ok &= report_switch("rollback", rolled_back, rollback_returned, CANDIDATE, answers)
+    ok &= report_switch("rollback", rollback_started, rolled_back, CANDIDATE, answers)
     statuses = Counter(a.status for a in answers)
     print(f"requests: {len(answers)}; by status: {dict(statuses)}")
     failed = not ok or set(statuses) != {201}

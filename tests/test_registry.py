@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 from cassandra.cluster import Session
+from cassandra_server import CassandraServer
 
+from flaskandmnist.__main__ import main
 from flaskandmnist.classifier import Classifier
 from flaskandmnist.model_versions import (
     ChecksumError,
@@ -198,3 +200,49 @@ def test_promoting_the_active_or_an_unknown_version_is_refused(
         registry.promote(classifier.version)
     with pytest.raises(RegistryError, match="no model version 'nope'"):
         registry.promote("nope")
+
+
+# --- the operator's commands (python -m flaskandmnist ...) ----------------------------------
+
+
+@pytest.fixture
+def operator_env(
+    cassandra: CassandraServer, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> ModelRegistry:
+    """The command line's settings pointed at the registry's keyspace."""
+    for name, value in {**cassandra.environ(), "CASSANDRA_KEYSPACE": registry.keyspace}.items():
+        monkeypatch.setenv(name, value)
+    return registry
+
+
+def test_models_lists_the_versions_and_marks_the_active_one(
+    operator_env: ModelRegistry, classifier: Classifier, capsys: pytest.CaptureFixture[str]
+) -> None:
+    operator_env.register(classifier.card, classifier.litert)
+    operator_env.register(card_as(classifier, "v2"), classifier.litert, parent=classifier.version)
+    operator_env.activate_first(classifier.version)
+
+    assert main(["models"]) == 0
+
+    out = capsys.readouterr().out
+    assert f"* {classifier.version}" in out
+    assert "  v2" in out and f"{classifier.card['test_accuracy']:.2%}" in out
+    assert f"active: {classifier.version}" in out
+
+
+def test_a_refused_promotion_is_a_clear_error_and_changes_nothing(
+    operator_env: ModelRegistry, classifier: Classifier, capsys: pytest.CaptureFixture[str]
+) -> None:
+    operator_env.register(classifier.card, classifier.litert)
+    operator_env.activate_first(classifier.version)
+    worse = card_as(classifier, "worse", test_accuracy=0.5)
+    operator_env.register(worse, classifier.litert)
+
+    assert main(["promote", "worse"]) == 2
+    assert "not promoted" in capsys.readouterr().err
+    assert operator_env.active().version == classifier.version
+
+    assert main(["promote", "worse", "--force"]) == 0
+    assert operator_env.active().version == "worse"
+    assert main(["rollback"]) == 0
+    assert operator_env.active().version == classifier.version

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from flaskandmnist.classifier import IMAGE_SHAPE, Classifier, Scores
-from flaskandmnist.model_versions import RegistryError
+from flaskandmnist.model_versions import ChecksumError, RegistryError
 from flaskandmnist.registry import ModelRegistry
 from flaskandmnist.storage import PredictionStore, StorageError, StoreConnector
 
@@ -42,6 +42,8 @@ class ActiveModel:
         self._registry: tuple[PredictionStore, ModelRegistry] | None = None
         self._registered = False
         self._last_problem: str | None = None
+        # A version whose stored file was refused: not read again every poll.
+        self._refused: str | None = None
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -80,13 +82,20 @@ class ActiveModel:
     def _sync(self) -> None:
         registry = self.registry_of(self._stores.get())
         if not self._registered:
-            registry.register(self._shipped.card, self._shipped.litert)
-            registry.activate_first(self._shipped.version)
+            try:
+                registry.register(self._shipped.card, self._shipped.litert)
+                registry.activate_first(self._shipped.version)
+            except RegistryError as error:  # another file under its name: trying again won't do
+                self._problem(f"the shipped model was not registered: {error}")
             self._registered = True
         active = registry.active()
-        if active is None or active.version == self._classifier.version:
+        if active is None or active.version in (self._classifier.version, self._refused):
             return
-        classifier = registry.load(active.version)
+        try:
+            classifier = registry.load(active.version)
+        except ChecksumError:
+            self._refused = active.version
+            raise
         # Tensors allocated and weights packed here, not on a request.
         classifier.predict(np.zeros((1, *IMAGE_SHAPE), np.float32))
         previous, self._classifier = self._classifier, classifier

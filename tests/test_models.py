@@ -80,3 +80,24 @@ def test_a_promoted_version_is_served_without_a_restart_and_recorded(
         timeout=30,
         what="the worker serves the version before",
     )
+
+
+def test_a_worker_keeps_its_model_when_the_promoted_file_is_damaged(
+    make_app: Callable[..., Flask], classifier: Classifier, digit_pngs: dict[int, bytes]
+) -> None:
+    app = make_app()
+    client = app.test_client()
+    with app.app_context():
+        registry, session = services().registry, services().store.session
+    registry.register({**classifier.card, "model_version": "damaged"}, classifier.litert)
+    session.execute(
+        f"UPDATE {registry.keyspace}.model_chunks SET data = %s WHERE version = %s AND chunk = 0",
+        (b"not a model", "damaged"),
+    )
+
+    registry.promote("damaged")
+    with app.app_context():
+        services().model.sync()  # what the poller does
+
+    assert predicted_version(client, digit_pngs[7]) == classifier.version
+    assert client.get("/readyz").get_json()["model"] == classifier.version

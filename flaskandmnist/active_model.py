@@ -60,10 +60,7 @@ class ActiveModel:
     def start(self) -> None:
         """Switches to the active version now if this process is connected to Cassandra
         (so that the first requests get it), then polls it in the background."""
-        # Without a connection, trying one here would hold up the start by the connect
-        # timeout; the poller keeps trying instead.
-        if self._stores.current() is not None:
-            self.sync()
+        self.sync()
         self._poller = threading.Thread(target=self._poll, name="model-poller", daemon=True)
         self._poller.start()
 
@@ -80,7 +77,11 @@ class ActiveModel:
             self._last_problem = None
 
     def _sync(self) -> None:
-        registry = self.registry_of(self._stores.get())
+        # The recorder connects (at start, then its drainer or the requests): connecting
+        # here too would try again every poll while Cassandra is down, holding up theirs.
+        if (store := self._stores.current()) is None:
+            raise StorageError("not connected to Cassandra yet")
+        registry = self.registry_of(store)
         if not self._registered:
             try:
                 registry.register(self._shipped.card, self._shipped.litert)

@@ -164,6 +164,49 @@ TABLES = (
             ("model_input_png", "blob"),
         ),
     ),
+    # The model registry (flaskandmnist/registry.py): every version with its card and its
+    # LiteRT file, which version is active, and each change of it.
+    Table(
+        name="model_versions",
+        comment="Registered model versions with their cards (scope is always all)",
+        partition_key=(("scope", "text"),),
+        clustering=(("version", "text", "ASC"),),
+        columns=(
+            ("card", "text"),
+            ("parent", "text"),
+            ("trained_on", "text"),
+            ("created_at", "timestamp"),
+            ("litert_sha256", "text"),
+            ("litert_size", "int"),
+            ("chunks", "int"),
+        ),
+    ),
+    Table(
+        name="model_chunks",
+        comment="The LiteRT file of one model version, in chunks, in order",
+        partition_key=(("version", "text"),),
+        clustering=(("chunk", "int", "ASC"),),
+        columns=(("data", "blob"),),
+    ),
+    Table(
+        name="model_active",
+        comment="The model version every app instance serves (scope is always all)",
+        partition_key=(("scope", "text"),),
+        clustering=(),
+        columns=(
+            ("version", "text"),
+            ("rollback_to", "text"),
+            ("action", "text"),
+            ("activated_at", "timestamp"),
+        ),
+    ),
+    Table(
+        name="model_activations",
+        comment="Each change of the active model version, newest first (scope is always all)",
+        partition_key=(("scope", "text"),),
+        clustering=(("id", "timeuuid", "DESC"),),
+        columns=(("version", "text"), ("rollback_to", "text"), ("action", "text")),
+    ),
     Table(
         name="schema_migrations",
         comment="Data migrations csd.py has done in this keyspace, by name",

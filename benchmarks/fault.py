@@ -72,6 +72,8 @@ class Answer:
     prediction_id: str | None
     #: When the connection that carried it was opened.
     connected: float
+    #: The model version that answered (201 answers).
+    model_version: str | None = None
 
 
 class Load:
@@ -127,10 +129,15 @@ class Load:
                 connections[turn] = connect(target)
                 connected[turn] = time.monotonic()
                 continue
-            prediction_id = json.loads(data)["id"] if response.status == 201 else None
+            created = json.loads(data) if response.status == 201 else {}
             self.answers.append(
                 Answer(
-                    sent, time.monotonic() - sent, response.status, prediction_id, connected[turn]
+                    sent,
+                    time.monotonic() - sent,
+                    response.status,
+                    created.get("id"),
+                    connected[turn],
+                    created.get("model_version"),
                 )
             )
         for connection in connections:

@@ -1,7 +1,10 @@
-"""Command line: ``python -m flaskandmnist {train,export,evaluate,predict} ...``.
+"""Command line: ``python -m flaskandmnist {train,export,evaluate,predict,register,models,
+promote,rollback} ...``.
 
 ``predict`` and ``evaluate`` run the LiteRT model with the serving requirements alone;
 ``train`` and ``export`` import TensorFlow (requirements-train.txt) inside the command.
+``register``, ``models``, ``promote`` and ``rollback`` work on the model registry in
+Cassandra (flaskandmnist/registry.py): operator commands, never reachable from the web.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from .config import Settings
 from .evaluation import evaluate, format_report
 from .imaging import ImageError, mnist_to_png, to_mnist
 from .mnist import MnistError, load_mnist, to_float
+from .model_versions import Activation, RegistryError
+from .registry import open_registry
+from .storage import StorageError
 
 #: What train and export import beyond the serving requirements.
 TRAINING_MODULES = frozenset({"tensorflow", "keras"})
@@ -84,6 +90,52 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
     return status
 
 
+def _register(args: argparse.Namespace, settings: Settings) -> int:
+    classifier = Classifier.load(args.model)
+    with open_registry(settings.cassandra) as registry:
+        registered = registry.register(classifier.card, classifier.litert, parent=args.parent)
+    print(f"registered {registered.version} (sha256 {registered.litert_sha256}); not active")
+    return 0
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    with open_registry(settings.cassandra) as registry:
+        versions, active, history = registry.versions(), registry.active(), registry.history()
+    active_version = active.version if active is not None else None
+    print(f"{'':2}{'version':40} {'created (UTC)':17} {'MNIST test':>10}  parent")
+    for v in versions:
+        mark = "* " if v.version == active_version else "  "
+        accuracy = f"{v.test_accuracy:.2%}" if v.test_accuracy is not None else "-"
+        created = v.created_at.strftime("%Y-%m-%d %H:%M")
+        print(f"{mark}{v.version:40} {created:17} {accuracy:>10}  {v.parent or '-'}")
+    print(f"\nactive: {active_version or 'none (start the web app once)'}")
+    if history:
+        print("history, newest first:")
+        for activation in history:
+            print(f"  {_activation_line(activation)}")
+    return 0
+
+
+def _activation_line(activation: Activation) -> str:
+    when = activation.activated_at.strftime("%Y-%m-%d %H:%M:%S")
+    back = f" (rollback goes to {activation.rollback_to})" if activation.rollback_to else ""
+    return f"{when}  {activation.action:16} {activation.version}{back}"
+
+
+def _promote(args: argparse.Namespace, settings: Settings) -> int:
+    with open_registry(settings.cassandra) as registry:
+        activation = registry.promote(args.version, force=args.force)
+    print(f"active: {activation.version}; every worker switches within seconds")
+    return 0
+
+
+def _rollback(args: argparse.Namespace, settings: Settings) -> int:
+    with open_registry(settings.cassandra) as registry:
+        activation = registry.rollback()
+    print(f"active: {activation.version}; every worker switches within seconds")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flaskandmnist")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -120,10 +172,36 @@ def main(argv: list[str] | None = None) -> int:
     predict_cmd.add_argument("--model", type=Path, help="weights file (default: MODEL_PATH)")
     predict_cmd.set_defaults(handler=_predict)
 
+    register_cmd = commands.add_parser(
+        "register", help="store a trained model in the registry (Cassandra), not active"
+    )
+    register_cmd.add_argument(
+        "model", type=Path, help="weights file; its card and LiteRT model lie beside it"
+    )
+    register_cmd.add_argument("--parent", help="the version it was made from")
+    register_cmd.set_defaults(handler=_register)
+
+    models_cmd = commands.add_parser("models", help="registered versions and the active one")
+    models_cmd.set_defaults(handler=_models)
+
+    promote_cmd = commands.add_parser(
+        "promote", help="make a registered version active in every running app"
+    )
+    promote_cmd.add_argument("version")
+    promote_cmd.add_argument(
+        "--force", action="store_true", help="even if its MNIST test accuracy is lower"
+    )
+    promote_cmd.set_defaults(handler=_promote)
+
+    rollback_cmd = commands.add_parser(
+        "rollback", help="make the version active before the current one active again"
+    )
+    rollback_cmd.set_defaults(handler=_rollback)
+
     args = parser.parse_args(argv)
     try:
         return args.handler(args, Settings.from_env())
-    except (MnistError, ModelNotFoundError) as exc:
+    except (MnistError, ModelNotFoundError, RegistryError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:

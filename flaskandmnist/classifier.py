@@ -66,7 +66,8 @@ class Classifier:
     def __init__(self, litert: bytes, card: dict[str, Any]) -> None:
         self.card = card
         self.version: str = card.get("model_version", "unknown")
-        self._litert = litert
+        #: The LiteRT flatbuffer, as the model registry stores it.
+        self.litert = litert
         # Interpreters by the batch size their tensors are allocated for: resizing one costs
         # about as much as a call, and the batches of concurrent requests vary in size.
         self._interpreters: dict[int, _Interpreter] = {}
@@ -113,7 +114,7 @@ class Classifier:
         with self._lock:
             interpreter = self._interpreters.get(size)
             if interpreter is None:
-                interpreter = self._interpreters[size] = _Interpreter(self._litert, size)
+                interpreter = self._interpreters[size] = _Interpreter(self.litert, size)
             return interpreter(padded)[: len(batch)]
 
     def predict(self, images: np.ndarray) -> list[Scores]:

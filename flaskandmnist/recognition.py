@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from flaskandmnist.active_model import ActiveModel
 from flaskandmnist.batching import MicroBatcher
-from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import Settings
 from flaskandmnist.domain import Prediction
 from flaskandmnist.imaging import ImageError, load_image, mnist_to_png, to_mnist_image
@@ -46,13 +46,13 @@ class Recognizer:
 
     def __init__(
         self,
-        classifier: Classifier,
+        model: ActiveModel,
         settings: Settings,
         recorder: Recorder,
     ) -> None:
-        self.classifier = classifier
-        # Concurrent requests of this process share model calls (flaskandmnist/batching.py).
-        self._classify = MicroBatcher(classifier.predict)
+        # Concurrent requests of this process share model calls (flaskandmnist/batching.py);
+        # each score comes with the version that made it (the model may switch meanwhile).
+        self._classify = MicroBatcher(model.predict)
         self._settings = settings
         self._recorder = recorder
 
@@ -76,7 +76,7 @@ class Recognizer:
             if isinstance(item, ImageError):
                 results.append(item)
                 continue
-            scores = next(scores_of_good)
+            scores, model_version = next(scores_of_good)
             prediction = Prediction.create(
                 source=item.upload.source,
                 image=item.upload.data,
@@ -86,7 +86,7 @@ class Recognizer:
                 digit=scores.digit,
                 confidence=scores.confidence,
                 probabilities=scores.probabilities,
-                model_version=self.classifier.version,
+                model_version=model_version,
                 processing_ms=(time.perf_counter() - item.started) * 1000,
             )
             results.append(prediction)

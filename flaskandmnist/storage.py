@@ -343,6 +343,11 @@ class PredictionStore:
             logger.error(message)
             raise StorageError(message) from error
 
+    @property
+    def session(self) -> Session:
+        """The session, shared with the model registry (one session per process)."""
+        return self._session
+
     def close(self) -> None:
         self._cluster.shutdown()
 

@@ -545,18 +545,18 @@ def test_worker_exit_closes_the_app(load_conf: LoadConf, monkeypatch: pytest.Mon
     assert closed == [app]
 
 
-def test_closing_the_services_closes_the_recorder_then_the_store() -> None:
-    """The recorder replays its queue through the store's session, so it closes first."""
+def test_closing_the_services_closes_the_model_poller_and_recorder_then_the_store() -> None:
+    """The model poller and the recorder use the store's session, so they close first."""
     closed: list[str] = []
     services = Services(
         settings=Settings(),
-        classifier=None,  # not used by close
+        model=SimpleNamespace(close=lambda: closed.append("model")),
         recognizer=None,
         recorder=SimpleNamespace(close=lambda: closed.append("recorder")),
         stores=SimpleNamespace(close=lambda: closed.append("store")),
     )
     services.close()
-    assert closed == ["recorder", "store"]
+    assert closed == ["model", "recorder", "store"]
 
 
 # --- scripts/serve.sh -------------------------------------------------------------------

@@ -16,6 +16,7 @@ from werkzeug.http import dump_options_header
 
 from flaskandmnist.domain import DIGITS, Prediction, PredictionSummary
 from flaskandmnist.imaging import ImageError
+from flaskandmnist.model_versions import Activation, ModelVersion
 
 from . import export
 from .errors import ApiError, image_error
@@ -204,6 +205,45 @@ def correct_prediction(prediction_id: str) -> tuple[Response, int]:
         predicted_digit=correction.predicted_digit,
         corrected_at=_iso(correction.corrected_at),
     ), 201
+
+
+def model_version_json(version: ModelVersion, active: bool) -> dict[str, Any]:
+    """A registered model version: its figures, its card, and whether it is active."""
+    return {
+        "version": version.version,
+        "active": active,
+        "created_at": _iso(version.created_at),
+        "parent": version.parent,
+        "trained_on": version.trained_on,
+        "test_accuracy": version.test_accuracy,
+        "litert_sha256": version.litert_sha256,
+        "litert_size": version.litert_size,
+        "card": version.card,
+    }
+
+
+def _activation_json(activation: Activation) -> dict[str, Any]:
+    return {
+        "version": activation.version,
+        "action": activation.action,
+        "rollback_to": activation.rollback_to,
+        "activated_at": _iso(activation.activated_at),
+    }
+
+
+@bp.get("/models")
+def list_models() -> Response:
+    """The registered model versions, the active one, and the changes of it, newest first.
+    Promote and rollback are operator commands (``scripts/run.sh``), not routes."""
+    registry = services().registry
+    active = registry.active()
+    active_version = active.version if active is not None else None
+    return jsonify(
+        active=active_version,
+        serving=services().classifier.version,
+        versions=[model_version_json(v, v.version == active_version) for v in registry.versions()],
+        history=[_activation_json(a) for a in registry.history()],
+    )
 
 
 @cache

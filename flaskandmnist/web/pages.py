@@ -107,6 +107,20 @@ def home() -> str:
     )
 
 
+@bp.get("/models")
+def models() -> str:
+    """The registered model versions and their figures; which one is active."""
+    registry = services().registry
+    active = registry.active()
+    return render_template(
+        "models.html",
+        versions=registry.versions()[::-1],
+        active=active.version if active is not None else None,
+        serving=services().classifier.version,
+        history=registry.history(),
+    )
+
+
 @bp.get("/history")
 @private
 def history() -> str:

@@ -76,6 +76,7 @@ _LISTING_COLUMNS = (
     ("confidence", "double"),
     ("model_version", "text"),
     ("model_input_png", "blob"),
+    ("not_a_digit", "boolean"),
 )
 _NEWEST_FIRST = (("id", "timeuuid", "DESC"),)
 
@@ -98,6 +99,7 @@ TABLES = (
             ("probabilities", "frozen<list<double>>"),
             ("model_version", "text"),
             ("processing_ms", "double"),
+            ("not_a_digit", "boolean"),
         ),
     ),
     Table(

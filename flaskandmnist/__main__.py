@@ -34,7 +34,8 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     out = args.out or settings.model_path
     print(f"training {hp.epochs} epochs on {settings.mnist_dir}, writing {out}", flush=True)
     card = train(data, out, hp)
-    print(json.dumps({k: card[k] for k in ("model_version", "test_accuracy")}, indent=2))
+    figures = ("model_version", "test_accuracy", "temperature", "test_calibration_error")
+    print(json.dumps({k: card[k] for k in figures}, indent=2))
     return 0
 
 
@@ -94,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         ("epochs", int),
         ("batch_size", int),
         ("learning_rate", float),
+        ("warmup_epochs", int),
+        ("label_smoothing", float),
         ("seed", int),
         ("validation_size", int),
+        ("warm_start", str),
     ):
         train_cmd.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
     train_cmd.set_defaults(handler=_train)

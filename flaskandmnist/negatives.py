@@ -25,6 +25,10 @@ KINDS = ("dots", "lines", "scribbles", "partial", "several", "letters")
 #: Letters and symbols that look like no digit (no O, I, l, S, Z, B, b, g, q, ...).
 GLYPHS = "ACEFHKMNPRUVWXYacefhkmnprtuvwxy#%&@*+=<>?!~"
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+#: The held-out negatives of the figures: per kind, drawn with this seed, the held-out fonts
+#: and MNIST's test digits.
+HELD_OUT_COUNT = 1000
+HELD_OUT_SEED = 20261206
 
 Drawer = Callable[[np.random.Generator, np.ndarray], Image.Image]
 
@@ -163,6 +167,11 @@ def make(
             continue
         made += 1
     return out
+
+
+def held_out(kind: str, test_digits: np.ndarray, count: int = HELD_OUT_COUNT) -> np.ndarray:
+    """The negatives of one kind that no training saw, for the figures."""
+    return make(kind, count, HELD_OUT_SEED, test_digits, held_out=True)
 
 
 def make_all(

@@ -70,11 +70,6 @@ class HyperParameters:
     warm_start: str | None = None
 
 
-#: Held-out negatives per kind for the model card: other seed, fonts and MNIST digits.
-HELD_OUT_NEGATIVES = 1000
-HELD_OUT_SEED = 20261206
-
-
 def _affine_transforms(batch: int, hp: HyperParameters) -> tf.Tensor:
     """Random output->input affine maps about the image centre, as ImageProjectiveTransform rows.
 
@@ -328,13 +323,7 @@ def figures(classifier: Classifier, data: Mnist) -> dict[str, Any]:
     # As an upload: each digit a black-on-white PNG, then normalised.
     uploaded = np.stack([to_mnist(mnist_to_png(1.0 - image)) for image in test_images])
     held_out = {
-        kind: refusal_rate(
-            classifier.probabilities(
-                negatives.make(
-                    kind, HELD_OUT_NEGATIVES, HELD_OUT_SEED, data.test_images, held_out=True
-                )
-            )
-        )
+        kind: refusal_rate(classifier.probabilities(negatives.held_out(kind, data.test_images)))
         for kind in negatives.KINDS
     }
     return {

@@ -108,7 +108,8 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
             status = 1
             continue
         prediction = classifier.predict_one(image)
-        print(f"{path}: {prediction.digit} (confidence {prediction.confidence:.1%})")
+        answer = "not a digit" if prediction.not_a_digit else prediction.digit
+        print(f"{path}: {answer} (confidence {prediction.confidence:.1%})")
     return status
 
 

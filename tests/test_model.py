@@ -42,12 +42,14 @@ def test_model_card_describes_the_shipped_weights() -> None:
     assert {"hyper_parameters", "library_versions", "training_seconds"} <= card.keys()
 
 
-def test_prediction_has_digit_confidence_and_ten_probabilities(
+def test_prediction_has_digit_confidence_and_eleven_probabilities(
     classifier: Classifier, mnist: Mnist
 ) -> None:
     prediction = classifier.predict_one(to_float(mnist.test_images[0]))
     assert prediction.digit == mnist.test_labels[0] == 7
-    assert len(prediction.probabilities) == 10
+    # The ten digits, then "not a digit".
+    assert len(prediction.probabilities) == 11
+    assert not prediction.not_a_digit
     assert sum(prediction.probabilities) == pytest.approx(1.0, abs=1e-5)
     assert prediction.confidence == max(prediction.probabilities)
     assert prediction.probabilities.index(prediction.confidence) == prediction.digit
@@ -95,7 +97,7 @@ def test_the_shipped_litert_model_is_the_export_of_the_shipped_weights(
 
     keras_model = build_model()
     keras_model.load_weights(DEFAULT_MODEL_PATH)
-    exported = Classifier(to_litert(keras_model), classifier.card)
+    exported = Classifier(to_litert(keras_model, classifier.card["temperature"]), classifier.card)
     images = to_float(mnist.test_images[SAMPLE])
     np.testing.assert_allclose(
         classifier.probabilities(images), exported.probabilities(images), atol=1e-6

@@ -37,7 +37,7 @@ IMAGE_SIDE = IMAGE_SHAPE[0]
 class HyperParameters:
     """Everything that decides the trained weights (recorded in the model card)."""
 
-    epochs: int = 24
+    epochs: int = 20
     batch_size: int = 128
     learning_rate: float = 1e-3
     warmup_epochs: int = 1

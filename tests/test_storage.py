@@ -71,7 +71,7 @@ def test_prediction_is_validated_and_normalised() -> None:
     for change, message in [
         ({"digit": 10}, "digit"),
         ({"source": "email"}, "source"),
-        ({"probabilities": (0.1,) * 9}, "10 values"),
+        ({"probabilities": (0.1,) * 9}, "10 or 11 values"),
         ({"id": uuid.uuid4()}, "time-based"),
     ]:
         with pytest.raises(ValueError, match=message):

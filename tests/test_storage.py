@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -57,6 +58,25 @@ def store(
 )
 def test_sanitize_filename(raw: str, clean: str) -> None:
     assert sanitize_filename(raw) == clean
+
+
+def test_a_not_a_digit_answer_is_stored_and_listed_beside_older_ten_digit_rows(
+    store: PredictionStore,
+) -> None:
+    older = make_prediction(3, seed=41)  # ten probabilities, as before "not a digit"
+    refused = dataclasses.replace(
+        make_prediction(3, seed=42),
+        probabilities=(0.01,) * 10 + (0.9,),
+        confidence=0.9,
+        not_a_digit=True,
+    )
+    store.save(older)
+    store.save(refused)
+
+    assert store.get(refused.id) == refused
+    assert store.get(older.id) == older and not older.not_a_digit
+    listed = {summary.id: summary for summary in store.latest(50)}
+    assert listed[refused.id].not_a_digit and not listed[older.id].not_a_digit
 
 
 def test_prediction_is_validated_and_normalised() -> None:

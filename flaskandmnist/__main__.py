@@ -128,8 +128,6 @@ def main(argv: list[str] | None = None) -> int:
         ("seed", int),
         ("validation_size", int),
         ("warm_start", str),
-        ("bold_share", float),
-        ("low_resolution_share", float),
     ):
         train_cmd.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
     train_cmd.set_defaults(handler=_train)

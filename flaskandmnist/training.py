@@ -51,8 +51,6 @@ class HyperParameters:
     max_shear: float = 0.15
     max_shift_px: float = 2.5
     thickness_jitter: float = 0.5  # probability of thickening or thinning a digit
-    bold_share: float = 0.0  # of the images drawn with a much broader pen
-    low_resolution_share: float = 0.0  # of the images downsampled to 8-16 px and back
     # Elastic distortion (Simard et al. 2003): a smoothed random displacement field.
     elastic_share: float = 0.5  # of the images distorted
     elastic_alpha: float = 34.0
@@ -154,14 +152,6 @@ def augment(images: tf.Tensor, hp: HyperParameters) -> tf.Tensor:
     half = hp.thickness_jitter / 2
     x = tf.where(choice < half, x + strength * (dilated - x), x)
     x = tf.where((choice >= half) & (choice < hp.thickness_jitter), x + strength * (eroded - x), x)
-    bold = tf.random.uniform((batch, 1, 1, 1)) < hp.bold_share
-    x = tf.where(bold, tf.nn.max_pool2d(tf.nn.max_pool2d(x, 3, 1, "SAME"), 3, 1, "SAME"), x)
-    # A digit photographed or scanned small: its detail lost to a coarse grid.
-    side = tf.random.uniform((), 8, 17, dtype=tf.int32)
-    coarse = tf.image.resize(tf.image.resize(x, (side, side), "area"), (IMAGE_SIDE,) * 2)
-    coarse /= tf.maximum(tf.reduce_max(coarse, axis=(1, 2, 3), keepdims=True), 1e-6)
-    low = tf.random.uniform((batch, 1, 1, 1)) < hp.low_resolution_share
-    x = tf.where(low, coarse, x)
     return tf.clip_by_value(x[..., 0], 0.0, 1.0)
 
 

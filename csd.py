@@ -86,6 +86,7 @@ _LISTING_COLUMNS = (
     ("confidence", "double"),
     ("model_version", "text"),
     ("model_input_png", "blob"),
+    ("not_a_digit", "boolean"),
 )
 _NEWEST_FIRST = (("id", "timeuuid", "DESC"),)
 # Listing rows are written once, at about the time they describe (USING TIMESTAMP of their
@@ -116,6 +117,7 @@ TABLES = (
             ("probabilities", "frozen<list<double>>"),
             ("model_version", "text"),
             ("processing_ms", "double"),
+            ("not_a_digit", "boolean"),
         ),
     ),
     Table(

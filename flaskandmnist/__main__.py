@@ -18,17 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
+from . import negatives
 from .classifier import Classifier, ModelNotFoundError, litert_path
 from .config import Settings
-from .evaluation import evaluate, format_report
+from .evaluation import calibration_error, evaluate, format_report, refusal_rate
 from .imaging import ImageError, mnist_to_png, to_mnist
-from .mnist import MnistError, load_mnist, to_float
+from .mnist import Mnist, MnistError, load_mnist, to_float
 from .model_versions import Activation, RegistryError
 from .registry import open_registry
 from .storage import StorageError
 
-#: What train and export import beyond the serving requirements.
-TRAINING_MODULES = frozenset({"tensorflow", "keras"})
+#: What train, export and the robustness suite import beyond the serving requirements.
+TRAINING_MODULES = frozenset({"tensorflow", "keras", "skimage"})
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
@@ -40,7 +41,8 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     out = args.out or settings.model_path
     print(f"training {hp.epochs} epochs on {settings.mnist_dir}, writing {out}", flush=True)
     card = train(data, out, hp)
-    print(json.dumps({k: card[k] for k in ("model_version", "test_accuracy")}, indent=2))
+    figures = ("model_version", "test_accuracy", "temperature", "test_calibration_error")
+    print(json.dumps({k: card[k] for k in figures}, indent=2))
     return 0
 
 
@@ -58,6 +60,32 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     classifier = Classifier.load(model_path)
     data = load_mnist(settings.mnist_dir, settings.mnist_download)
     started = time.monotonic()
+    if args.suite:
+        from . import suite
+
+        per_slice = args.per_slice or None
+        print(
+            f"model {classifier.version}: robustness suite, "
+            f"{per_slice or 'all 10,000'} MNIST test digits per slice, through the pipeline"
+        )
+        results = suite.run(classifier, data.test_images, data.test_labels, per_slice)
+        print(suite.format_results(results))
+    elif args.negatives:
+        print(f"model {classifier.version}: held-out negatives answered not a digit")
+        for kind in negatives.KINDS:
+            images = negatives.held_out(kind, data.test_images)
+            refused = refusal_rate(classifier.probabilities(images))
+            print(f"{kind:<10} {refused:7.2%} of {len(images)}")
+    else:
+        _report(args, classifier, model_path, data)
+    print(f"\nevaluated in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _report(
+    args: argparse.Namespace, classifier: Classifier, model_path: Path, data: Mnist
+) -> None:
+    """Accuracy, confusion matrix and calibration error on the MNIST test set."""
     images = to_float(data.test_images)
     how = "as arrays"
     if args.through_pipeline:
@@ -67,8 +95,8 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     result = evaluate(classifier, images, data.test_labels)
     title = f"model {classifier.version} ({model_path}) on the 10,000 MNIST test images, {how}"
     print(format_report(result, title))
-    print(f"\nevaluated in {time.monotonic() - started:.1f} s")
-    return 0
+    error = calibration_error(classifier.probabilities(images), data.test_labels)
+    print(f"\nexpected calibration error: {error:.2%}")
 
 
 def _predict(args: argparse.Namespace, settings: Settings) -> int:
@@ -86,7 +114,8 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
             status = 1
             continue
         prediction = classifier.predict_one(image)
-        print(f"{path}: {prediction.digit} (confidence {prediction.confidence:.1%})")
+        answer = "not a digit" if prediction.not_a_digit else prediction.digit
+        print(f"{path}: {answer} (confidence {prediction.confidence:.1%})")
     return status
 
 
@@ -146,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         ("epochs", int),
         ("batch_size", int),
         ("learning_rate", float),
+        ("warmup_epochs", int),
+        ("label_smoothing", float),
         ("seed", int),
         ("validation_size", int),
+        ("warm_start", str),
     ):
         train_cmd.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
     train_cmd.set_defaults(handler=_train)
@@ -164,6 +196,22 @@ def main(argv: list[str] | None = None) -> int:
         "--through-pipeline",
         action="store_true",
         help="send each test digit as a PNG file through the serving image pipeline",
+    )
+    eval_cmd.add_argument(
+        "--suite",
+        action="store_true",
+        help="accuracy per slice of the robustness suite (needs requirements-train.txt)",
+    )
+    eval_cmd.add_argument(
+        "--per-slice",
+        type=int,
+        default=0,
+        help="test digits per slice of the suite, a seeded sample (default 0: all 10,000)",
+    )
+    eval_cmd.add_argument(
+        "--negatives",
+        action="store_true",
+        help="how many held-out dots, lines, scribbles, letters ... are refused",
     )
     eval_cmd.set_defaults(handler=_evaluate)
 

@@ -19,7 +19,11 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
+NUM_DIGITS = 10
+#: The model's last output: the image holds no single digit (dots, lines, scribbles,
+#: letters, several digits).
+NOT_A_DIGIT = NUM_DIGITS
+NUM_CLASSES = NUM_DIGITS + 1
 #: Most images per interpreter call; larger batches (evaluation) run in parts.
 MAX_BATCH = 128
 
@@ -47,9 +51,22 @@ class Scores:
     """What the model says about one image (stored with the image as a
     :class:`flaskandmnist.domain.Prediction`)."""
 
-    digit: int
-    confidence: float
-    probabilities: tuple[float, ...]  # ten, summing to 1
+    digit: int  # the most probable digit
+    confidence: float  # the probability of the answer: the digit, or "not a digit"
+    probabilities: tuple[float, ...]  # ten digits, then "not a digit"; summing to 1
+    not_a_digit: bool
+
+    @classmethod
+    def of(cls, probabilities: np.ndarray) -> Scores:
+        """The scores of one image from the model's calibrated probabilities."""
+        digit = int(probabilities[:NUM_DIGITS].argmax())
+        answer = int(probabilities.argmax())
+        return cls(
+            digit=digit,
+            confidence=float(probabilities[answer]),
+            probabilities=tuple(float(v) for v in probabilities),
+            not_a_digit=answer == NOT_A_DIGIT,
+        )
 
 
 class Classifier:
@@ -98,7 +115,7 @@ class Classifier:
         return cls(litert, card)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities, shape (n, 10), for images of shape (n, 28, 28) in [0, 1]."""
+        """Calibrated probabilities, shape (n, 11), of images (n, 28, 28) in [0, 1]."""
         batch = np.ascontiguousarray(images, dtype=np.float32).reshape(-1, *IMAGE_SHAPE)
         if not len(batch):
             return np.empty((0, NUM_CLASSES), np.float32)
@@ -118,11 +135,8 @@ class Classifier:
             return interpreter(padded)[: len(batch)]
 
     def predict(self, images: np.ndarray) -> list[Scores]:
-        """Digit, confidence and all ten probabilities for each of ``images``."""
-        return [
-            Scores(int(p.argmax()), float(p.max()), tuple(float(v) for v in p))
-            for p in self.probabilities(images)
-        ]
+        """The scores of each of ``images``."""
+        return [Scores.of(p) for p in self.probabilities(images)]
 
     def predict_one(self, image: np.ndarray) -> Scores:
         """Scores for a single (28, 28) image."""

@@ -22,6 +22,14 @@ SOURCES = frozenset({"upload", "canvas", "api", "legacy"})
 MAX_FILENAME_CHARS = 255
 MAX_CONTENT_TYPE_CHARS = 255
 DIGITS = range(10)
+#: A calibrated probability at least this high is an answer the service is sure of: the
+#: API's ``sure`` field, and the colour every page gives the answer.
+SURE_PROBABILITY = 0.9
+#: What a person reads when an image holds no single digit (the API's ``not_a_digit``).
+NOT_A_DIGIT_MESSAGE = (
+    "This does not look like a single digit (a dot, a line, a scribble, a letter or several "
+    "digits?). Draw or upload one digit, filling most of the square."
+)
 
 
 class UnknownPrediction(LookupError):
@@ -69,11 +77,17 @@ def utc_millis(moment: datetime) -> datetime:
 
 class _Dated:
     created_at: datetime
+    confidence: float
 
     @property
     def day(self) -> date:
         """The UTC day bucket the listing tables file this prediction under."""
         return self.created_at.date()
+
+    @property
+    def sure(self) -> bool:
+        """Whether the answer (a digit, or "not a digit") is one to trust: the one rule."""
+        return self.confidence >= SURE_PROBABILITY
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,11 @@ class Prediction(_Dated):
 
     Normalised on construction: ``created_at`` to UTC milliseconds, ``filename`` and
     ``content_type`` sanitised, ``probabilities`` to a tuple of floats.
+
+    ``digit`` is the most probable digit; when ``not_a_digit`` the model's answer was that
+    the image holds no single digit, and ``confidence`` is the probability of that answer.
+    ``probabilities`` are the ten digits', then (models since "not a digit") that answer's.
+    Rows stored before then have ten and read back with ``not_a_digit`` False.
     """
 
     id: uuid.UUID
@@ -96,6 +115,7 @@ class Prediction(_Dated):
     probabilities: tuple[float, ...]
     model_version: str
     processing_ms: float
+    not_a_digit: bool = False
 
     def __post_init__(self) -> None:
         if self.id.version != 1:
@@ -105,8 +125,8 @@ class Prediction(_Dated):
         if self.digit not in DIGITS:
             raise ValueError(f"digit must be 0-9, got {self.digit!r}")
         probabilities = tuple(float(p) for p in self.probabilities)
-        if len(probabilities) != len(DIGITS):
-            raise ValueError(f"probabilities must hold 10 values, got {len(probabilities)}")
+        if len(probabilities) not in (len(DIGITS), len(DIGITS) + 1):
+            raise ValueError(f"probabilities must hold 10 or 11 values, got {len(probabilities)}")
         normalised = {
             "created_at": utc_millis(self.created_at),
             "filename": sanitize_filename(self.filename),
@@ -117,6 +137,7 @@ class Prediction(_Dated):
             "digit": int(self.digit),
             "confidence": float(self.confidence),
             "processing_ms": float(self.processing_ms),
+            "not_a_digit": bool(self.not_a_digit),
         }
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
@@ -135,6 +156,7 @@ class Prediction(_Dated):
         probabilities: tuple[float, ...],
         model_version: str,
         processing_ms: float,
+        not_a_digit: bool = False,
         created_at: datetime | None = None,
     ) -> Prediction:
         """A new prediction with a fresh time-based id for ``created_at`` (default: now)."""
@@ -154,6 +176,7 @@ class Prediction(_Dated):
             probabilities=probabilities,
             model_version=model_version,
             processing_ms=processing_ms,
+            not_a_digit=not_a_digit,
         )
 
     @property
@@ -175,6 +198,11 @@ class PredictionSummary(_Dated):
     confidence: float
     model_version: str
     model_input_png: bytes = field(repr=False)
+    not_a_digit: bool = False
+
+    def __post_init__(self) -> None:
+        # Rows listed before "not a digit" existed have no value (None) in its column.
+        object.__setattr__(self, "not_a_digit", bool(self.not_a_digit))
 
 
 @dataclass(frozen=True)

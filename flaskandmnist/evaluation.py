@@ -1,4 +1,5 @@
-"""Accuracy, per-class accuracy and the confusion matrix of a classifier on labelled images."""
+"""How a classifier does on labelled images: accuracy, per-class accuracy, the confusion
+matrix (with a column for "not a digit"), calibration error and refusal rates."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classifier import NUM_CLASSES, Classifier
+from .classifier import NOT_A_DIGIT, NUM_CLASSES, NUM_DIGITS, Classifier
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,13 @@ class Evaluation:
 
     accuracy: float
     per_class: tuple[float, ...]  # accuracy (recall) of each true digit
-    confusion: np.ndarray  # confusion[true, predicted] counts, shape (10, 10)
+    #: confusion[true, predicted] counts, shape (10, 11): the last column is "not a digit".
+    confusion: np.ndarray
+
+    @property
+    def refused(self) -> float:
+        """The share of the digits answered "not a digit"."""
+        return float(self.confusion[:, NOT_A_DIGIT].sum() / max(self.confusion.sum(), 1))
 
     @property
     def errors(self) -> int:
@@ -24,7 +31,7 @@ class Evaluation:
 
 def evaluate_predictions(labels: np.ndarray, predicted: np.ndarray) -> Evaluation:
     """Summarise predicted digits against the true labels."""
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    confusion = np.zeros((NUM_DIGITS, NUM_CLASSES), dtype=np.int64)
     np.add.at(confusion, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
     per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
     return Evaluation(
@@ -34,17 +41,28 @@ def evaluate_predictions(labels: np.ndarray, predicted: np.ndarray) -> Evaluatio
     )
 
 
-def evaluate(
-    classifier: Classifier, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000
-) -> Evaluation:
+def evaluate(classifier: Classifier, images: np.ndarray, labels: np.ndarray) -> Evaluation:
     """Evaluate ``classifier`` on images already in MNIST format (float32 in [0, 1])."""
-    predicted = np.concatenate(
-        [
-            classifier.probabilities(images[start : start + batch_size]).argmax(axis=1)
-            for start in range(0, len(images), batch_size)
-        ]
-    )
-    return evaluate_predictions(labels, predicted)
+    return evaluate_predictions(labels, classifier.probabilities(images).argmax(axis=1))
+
+
+def calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error: how far the confidence of the answers is from how often
+    they are right, averaged over equal-width confidence bins weighted by their size."""
+    confidence = probabilities.max(axis=1)
+    right = probabilities.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            gap += abs(confidence[inside].mean() - right[inside].mean()) * inside.mean()
+    return float(gap)
+
+
+def refusal_rate(probabilities: np.ndarray) -> float:
+    """The share of images answered "not a digit"."""
+    return float(np.mean(probabilities.argmax(axis=1) == NOT_A_DIGIT))
 
 
 def format_report(result: Evaluation, title: str) -> str:
@@ -55,9 +73,10 @@ def format_report(result: Evaluation, title: str) -> str:
         f"accuracy: {result.accuracy:.2%} ({n - result.errors}/{n}, {result.errors} errors)",
         f"lowest per-class accuracy: {min(result.per_class):.2%} "
         f"(digit {int(np.argmin(result.per_class))})",
+        f"answered not a digit: {result.refused:.2%}",
         "",
-        "confusion matrix (rows: true digit, columns: predicted digit)",
-        "true |" + "".join(f"{d:>6}" for d in range(NUM_CLASSES)) + " | accuracy",
+        "confusion matrix (rows: true digit, columns: predicted digit; x: not a digit)",
+        "true |" + "".join(f"{d:>6}" for d in range(NUM_DIGITS)) + "     x | accuracy",
         "-----+" + "-" * 6 * NUM_CLASSES + "-+---------",
     ]
     for digit, row in enumerate(result.confusion):

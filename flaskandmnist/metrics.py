@@ -44,7 +44,8 @@ REQUEST_SECONDS = Histogram(
 )
 PREDICTIONS = Counter(
     "flaskandmnist_predictions",
-    "Predictions answered (stored in Cassandra or queued in the outbox), by digit.",
+    "Predictions answered (stored in Cassandra or queued in the outbox), by answer: the "
+    "digit, or not_a_digit.",
     ["digit"],
 )
 CASSANDRA_WRITE_SECONDS = Histogram(
@@ -76,7 +77,7 @@ OUTBOX_REPLAYED = Counter(
 
 def count_predictions(predictions: Sequence[Prediction]) -> None:
     for prediction in predictions:
-        PREDICTIONS.labels(str(prediction.digit)).inc()
+        PREDICTIONS.labels("not_a_digit" if prediction.not_a_digit else str(prediction.digit)).inc()
 
 
 def init_app(app: Flask) -> None:

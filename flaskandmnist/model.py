@@ -1,8 +1,9 @@
 """The mnist_deep CNN (Keras, for training) and its export for serving.
 
 Topology as in TensorFlow's ``mnist_deep`` tutorial: 5x5 conv (32) -> 2x2 max-pool ->
-5x5 conv (64) -> 2x2 max-pool -> dense 1024 + dropout -> 10 logits. Serving runs the
-exported LiteRT model (:mod:`flaskandmnist.classifier`), without TensorFlow.
+5x5 conv (64) -> 2x2 max-pool -> dense 1024 + dropout -> 11 logits (the ten digits, then
+"not a digit"). Serving runs the exported LiteRT model (:mod:`flaskandmnist.classifier`),
+calibrated and without TensorFlow.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from flaskandmnist.classifier import (
 )
 
 
-def build_model(dropout: float = 0.5) -> keras.Model:
-    """Return a fresh, uncompiled mnist_deep model taking (batch, 28, 28) floats in [0, 1]."""
+def build_model(dropout: float = 0.5, outputs: int = NUM_CLASSES) -> keras.Model:
+    """Return a fresh, uncompiled mnist_deep model taking (batch, 28, 28) floats in [0, 1]
+    (``outputs`` logits: 10 for the earlier, digits-only models)."""
     layers = keras.layers
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
     x = layers.Reshape((*IMAGE_SHAPE, 1))(inputs)
@@ -37,14 +39,15 @@ def build_model(dropout: float = 0.5) -> keras.Model:
     x = layers.Flatten()(x)
     x = layers.Dense(1024, activation="relu", name="fc1")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(NUM_CLASSES, name="logits")(x)
-    return keras.Model(inputs, outputs, name="mnist_deep")
+    logits = layers.Dense(outputs, name="logits")(x)
+    return keras.Model(inputs, logits, name="mnist_deep")
 
 
-def to_litert(model: keras.Model) -> bytes:
-    """The model with a softmax on its logits, as a LiteRT flatbuffer with int8 weights
-    (dynamic-range quantization; about two seconds)."""
-    with_softmax = keras.Model(model.inputs, keras.layers.Softmax()(model.outputs[0]))
+def to_litert(model: keras.Model, temperature: float = 1.0) -> bytes:
+    """The model with a softmax on its logits divided by ``temperature`` (calibrated
+    probabilities), as a LiteRT flatbuffer with int8 weights (dynamic-range quantization)."""
+    scaled = keras.layers.Rescaling(1.0 / temperature)(model.outputs[0])
+    with_softmax = keras.Model(model.inputs, keras.layers.Softmax()(scaled))
     converter = tf.lite.TFLiteConverter.from_keras_model(with_softmax)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     # The converter exports a SavedModel first and prints where to stdout; nobody needs
@@ -54,9 +57,9 @@ def to_litert(model: keras.Model) -> bytes:
 
 
 def save_litert(model: keras.Model, model_path: Path, card: dict) -> bytes:
-    """Writes the model's LiteRT export beside its weights file, names it in ``card``
-    (which the caller writes) and returns it."""
-    litert = to_litert(model)
+    """Writes the model's LiteRT export beside its weights file, calibrated with the card's
+    temperature, names it in ``card`` (which the caller writes) and returns it."""
+    litert = to_litert(model, card.get("temperature", 1.0))
     litert_path(model_path).write_bytes(litert)
     card["litert_file"] = litert_path(model_path).name
     card["litert_sha256"] = hashlib.sha256(litert).hexdigest()

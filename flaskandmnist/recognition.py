@@ -57,7 +57,8 @@ class Recognizer:
         self._recorder = recorder
 
     def recognise(self, upload: Upload) -> Prediction:
-        """The stored prediction for one upload; raises ImageError or StorageError."""
+        """The stored prediction for one upload, which may say the image holds no single
+        digit (``not_a_digit``); raises ImageError or StorageError."""
         result = self.recognise_many([upload])[0]
         if isinstance(result, ImageError):
             raise result
@@ -88,6 +89,7 @@ class Recognizer:
                 probabilities=scores.probabilities,
                 model_version=model_version,
                 processing_ms=(time.perf_counter() - item.started) * 1000,
+                not_a_digit=scores.not_a_digit,
             )
             results.append(prediction)
         self._recorder.record_many([r for r in results if isinstance(r, Prediction)])

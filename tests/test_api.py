@@ -31,6 +31,8 @@ pytestmark = pytest.mark.cassandra
 PREDICTION_FIELDS = {
     "id",
     "digit",
+    "not_a_digit",
+    "sure",
     "confidence",
     "probabilities",
     "model_version",

@@ -272,11 +272,13 @@ def test_desktop_draw_upload_history_and_correct(
             page.screenshot(path=SCREENSHOTS / "desktop-home-drawing.png", full_page=True)
     assert page.evaluate("window.samePage") is True
 
-    # The result card: confidence, ten bars, the 28x28 input, the link to the record.
+    # The result card: confidence, eleven bars (the digits, then "not a digit"), the 28x28
+    # input, the link to the record.
     last = drawn[4]
     card = page.locator("[data-result]")
     expect(card.locator("[data-field=confidence]")).to_have_text(re.compile(r"\d+(\.\d)?%"))
-    expect(card.locator("meter")).to_have_count(10)
+    expect(card.locator("meter")).to_have_count(11)
+    expect(card.locator("[data-field=not-a-digit]")).to_be_hidden()
     assert card.locator("meter").nth(4).evaluate("m => m.value") == pytest.approx(
         last["probabilities"][4]
     )
@@ -391,6 +393,43 @@ def test_phone_draws_with_touch(
     page.goto(result["page_url"])
     page.screenshot(path=SCREENSHOTS / "phone-detail.png", full_page=True)
     context.close()
+
+
+def test_a_scribble_is_answered_not_a_digit_in_words_and_can_be_corrected(
+    browser: Browser, server: str, store: PredictionStore, problems: Problems
+) -> None:
+    context = _context(browser, server, viewport=DESKTOP)
+    page = problems.watch(context.new_page())
+    page.goto("/")
+    draw_with_mouse(page, [_line((0.15, 0.5), (0.85, 0.45))])
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/predictions")) as answer:
+        page.locator(".draw-card [data-action=recognise]").click()
+    assert answer.value.status == 422
+    stored = answer.value.json()["prediction"]
+
+    card = page.locator("[data-result]")
+    expect(card.locator("[data-field=digit]")).to_have_text("Not a digit")
+    expect(card.locator("[data-field=not-a-digit]")).to_contain_text(
+        "does not look like a single digit"
+    )
+    expect(card.locator("li.is-top")).to_have_attribute("data-digit", "x")
+    expect(page.locator("[data-draw-error]")).to_be_hidden()
+    page.screenshot(path=SCREENSHOTS / "desktop-not-a-digit.png", full_page=True)
+    with page.expect_response(lambda r: r.url.endswith("/correction")):
+        card.locator("button[name=digit][value='1']").click()
+    expect(card.locator("[data-correction-status]")).to_contain_text("not a digit")
+    assert corrections_of(store, stored) == [1]
+
+    page.goto("/history")
+    expect(page.locator("a.history-item").first.locator(".history-digit")).to_have_text(
+        "Not a digit"
+    )
+    context.close()
+    # Chromium logs every answer that is not 2xx; this 422 was the one asked for.
+    problems.seen.remove(
+        "console: Failed to load resource: the server responded with a status of 422 "
+        "(UNPROCESSABLE ENTITY)"
+    )
 
 
 def test_gunicorn_says_where_it_listens(server: str, server_log: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -59,6 +60,25 @@ def test_sanitize_filename(raw: str, clean: str) -> None:
     assert sanitize_filename(raw) == clean
 
 
+def test_a_not_a_digit_answer_is_stored_and_listed_beside_older_ten_digit_rows(
+    store: PredictionStore,
+) -> None:
+    older = make_prediction(3, seed=41)  # ten probabilities, as before "not a digit"
+    refused = dataclasses.replace(
+        make_prediction(3, seed=42),
+        probabilities=(0.01,) * 10 + (0.9,),
+        confidence=0.9,
+        not_a_digit=True,
+    )
+    store.save(older)
+    store.save(refused)
+
+    assert store.get(refused.id) == refused
+    assert store.get(older.id) == older and not older.not_a_digit
+    listed = {summary.id: summary for summary in store.latest(50)}
+    assert listed[refused.id].not_a_digit and not listed[older.id].not_a_digit
+
+
 def test_prediction_is_validated_and_normalised() -> None:
     moment = datetime(2026, 1, 2, 3, 4, 5, 678_999, tzinfo=UTC)
     prediction = make_prediction(3, filename="../x.png", created_at=moment)
@@ -71,7 +91,7 @@ def test_prediction_is_validated_and_normalised() -> None:
     for change, message in [
         ({"digit": 10}, "digit"),
         ({"source": "email"}, "source"),
-        ({"probabilities": (0.1,) * 9}, "10 values"),
+        ({"probabilities": (0.1,) * 9}, "10 or 11 values"),
         ({"id": uuid.uuid4()}, "time-based"),
     ]:
         with pytest.raises(ValueError, match=message):

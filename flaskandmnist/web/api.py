@@ -19,7 +19,7 @@ from flaskandmnist.imaging import ImageError
 from flaskandmnist.model_versions import Activation, ModelVersion
 
 from . import export
-from .errors import ApiError, image_error
+from .errors import ApiError, image_error, not_a_digit
 from .params import ExportQuery, export_query, listing_query, parse_prediction_id
 from .security import private
 from .services import services
@@ -50,7 +50,9 @@ def summary_json(item: PredictionSummary | Prediction, true_digit: int | None) -
     return {
         "id": str(item.id),
         "digit": item.digit,
+        "not_a_digit": item.not_a_digit,
         "confidence": item.confidence,
+        "sure": item.sure,
         "model_version": item.model_version,
         "created_at": _iso(item.created_at),
         "source": item.source,
@@ -72,9 +74,16 @@ def prediction_json(prediction: Prediction, true_digit: int | None = None) -> di
 
 
 def _created(prediction: Prediction) -> Response:
+    """201 with the stored prediction; 422 ``not_a_digit`` with it when the image holds no
+    single digit (it is stored all the same, so a person can correct it)."""
     body = prediction_json(prediction)
-    response = jsonify(body)
-    response.status_code = 201
+    if prediction.not_a_digit:
+        error = not_a_digit()
+        response = jsonify(error={"code": error.code, "message": error.message}, prediction=body)
+        response.status_code = error.status
+    else:
+        response = jsonify(body)
+        response.status_code = 201
     response.headers["Location"] = body["url"]
     return response
 
@@ -99,6 +108,11 @@ def create_predictions() -> tuple[Response, int]:
             error = image_error(result)
             body = {"error": {"code": error.code, "message": error.message}}
             results.append({"index": index, "status": error.status, **body})
+        elif result.not_a_digit:
+            error = not_a_digit()
+            body = {"error": {"code": error.code, "message": error.message}}
+            prediction = prediction_json(result)
+            results.append({"index": index, "status": 422, **body, "prediction": prediction})
         else:
             results.append({"index": index, "status": 201, "prediction": prediction_json(result)})
     statuses = {r["status"] for r in results}
@@ -106,8 +120,9 @@ def create_predictions() -> tuple[Response, int]:
         status = 201 if len(statuses) == 1 else 207
     else:
         status = statuses.pop() if len(statuses) == 1 else 422
-    stored = sum(r["status"] == 201 for r in results)
-    return jsonify(results=results, stored=stored, refused=len(results) - stored), status
+    stored = sum("prediction" in r for r in results)
+    refused = sum(r["status"] != 201 for r in results)
+    return jsonify(results=results, stored=stored, refused=refused), status
 
 
 @bp.get("/predictions")

@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from flaskandmnist.domain import UnknownPrediction
+from flaskandmnist.domain import NOT_A_DIGIT_MESSAGE, UnknownPrediction
 from flaskandmnist.imaging import (
     BlankImageError,
     ImageError,
@@ -45,6 +45,12 @@ def image_error(error: ImageError) -> ApiError:
     if isinstance(error, BlankImageError):
         return ApiError(422, "blank_image", str(error))
     return ApiError(422, "unreadable_image", str(error))
+
+
+def not_a_digit() -> ApiError:
+    """The answer to an image that holds no single digit (its prediction is stored all the
+    same)."""
+    return ApiError(422, "not_a_digit", NOT_A_DIGIT_MESSAGE)
 
 
 def _http_error(error: HTTPException) -> ApiError:

@@ -13,7 +13,13 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
-from flaskandmnist.domain import DIGITS, Correction, Prediction
+from flaskandmnist.domain import (
+    DIGITS,
+    NOT_A_DIGIT_MESSAGE,
+    Correction,
+    Prediction,
+    PredictionSummary,
+)
 from flaskandmnist.imaging import FORMAT_NAMES
 
 from .errors import ApiError
@@ -77,9 +83,22 @@ def input_label(prediction: Prediction) -> str:
     return "an uploaded image" if prediction.source == "upload" else "an image sent by a program"
 
 
+@bp.app_template_filter("answer")
+def answer(item: Prediction | PredictionSummary) -> str:
+    """The model's answer in words (static/result.js says it the same way)."""
+    return "Not a digit" if item.not_a_digit else str(item.digit)
+
+
+@bp.app_template_global("not_a_digit_message")
+def not_a_digit_message() -> str:
+    return NOT_A_DIGIT_MESSAGE
+
+
 @bp.app_template_filter("correction_text")
-def correction_text(correction: Correction) -> str:
+def correction_text(correction: Correction, not_a_digit: bool = False) -> str:
     """What a person's answer did: picking the model's own digit confirms it."""
+    if not_a_digit:
+        return f"corrected to {correction.true_digit} (the model said it is not a digit)"
     if correction.true_digit == correction.predicted_digit:
         return f"confirmed as {correction.true_digit}"
     return f"corrected to {correction.true_digit} (the model said {correction.predicted_digit})"
@@ -180,6 +199,7 @@ def correct(prediction_id: str) -> Response:
         raise ApiError(400, "bad_digit", "Choose the true digit: a whole number from 0 to 9.")
     # An unknown id raises UnknownPrediction: a 404 page.
     correction = services().store.save_correction(parse_prediction_id(prediction_id), digit)
-    flash(f"Thank you: {correction_text(correction)}.", "success")
+    refused = services().prediction(prediction_id).not_a_digit
+    flash(f"Thank you: {correction_text(correction, refused)}.", "success")
     # 303: the browser fetches the record with GET; a reload does not post again.
     return redirect(url_for("pages.prediction", prediction_id=prediction_id), code=303)

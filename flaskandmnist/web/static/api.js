@@ -1,7 +1,13 @@
 // Calls to the JSON API (/api/v1, same origin; CSRF-exempt, so no token is sent).
 
-/** An error whose message is meant for the person using the page. */
-export class ApiError extends Error {}
+/** An error whose message is meant for the person using the page; `body` is the API's
+ * answer, if any (a "not a digit" answer holds the stored prediction). */
+export class ApiError extends Error {
+  constructor(message, body = null) {
+    super(message);
+    this.body = body;
+  }
+}
 
 async function send(url, init) {
   let response;
@@ -18,9 +24,19 @@ async function send(url, init) {
   }
   if (!response.ok) {
     const message = body?.error?.message;
-    throw new ApiError(message || `The server answered ${response.status} ${response.statusText}.`);
+    throw new ApiError(
+      message || `The server answered ${response.status} ${response.statusText}.`,
+      body,
+    );
   }
   return body;
+}
+
+/** The stored prediction of an answer that refused it as not a digit, or null. */
+export function refusedPrediction(error) {
+  return error instanceof ApiError && error.body?.error?.code === "not_a_digit"
+    ? error.body.prediction
+    : null;
 }
 
 /** POST a JSON body; resolves to the parsed JSON answer. */

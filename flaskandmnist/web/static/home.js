@@ -1,6 +1,6 @@
 // The home page: drawing and uploading, both answered in the result card without a reload.
 
-import { ApiError, postJson } from "./api.js";
+import { ApiError, postJson, refusedPrediction } from "./api.js";
 import { DrawingPad } from "./canvas.js";
 import { ResultCard } from "./result.js";
 import { setupUpload } from "./upload.js";
@@ -43,7 +43,10 @@ recognise.addEventListener("click", async () => {
   try {
     result.show(await postJson(url, { image: pad.toDataURL(), source: "canvas" }));
   } catch (error) {
-    drawError(error instanceof ApiError ? error.message : String(error));
+    // Not a digit: stored all the same; the result card says so and offers a correction.
+    const refused = refusedPrediction(error);
+    if (refused) result.show(refused);
+    else drawError(error instanceof ApiError ? error.message : String(error));
   } finally {
     recognise.disabled = pad.isEmpty;
     recognise.classList.remove("is-busy");

@@ -3,8 +3,10 @@
 
 import { ApiError, postJson } from "./api.js";
 
-/** Below this confidence the result is shown as uncertain. */
-const SURE = 0.9;
+/** The model's answer in words, as the server says it (pages.py, answer). */
+export function answerText(result) {
+  return result.not_a_digit ? "Not a digit" : String(result.digit);
+}
 
 /** The input a result belongs to, as the server says it (pages.py, input_label). */
 export function inputLabel(result) {
@@ -15,7 +17,8 @@ export function inputLabel(result) {
 
 /** What a person's answer did: picking the model's own digit confirms it (pages.py,
  * correction_text). */
-function correctionText(saved) {
+function correctionText(saved, notADigit) {
+  if (notADigit) return `corrected to ${saved.true_digit} (the model said it is not a digit)`;
   return saved.true_digit === saved.predicted_digit
     ? `confirmed as ${saved.true_digit}`
     : `corrected to ${saved.true_digit} (the model said ${saved.predicted_digit})`;
@@ -35,23 +38,31 @@ export class ResultCard {
     this.correction = card.querySelector("[data-correction]");
     this.status = card.querySelector("[data-correction-status]");
     this.correctionUrl = null;
+    this.notADigit = false;
     this.correction.addEventListener("submit", (event) => this.#correct(event));
   }
 
   /** Shows a prediction as the API returns it (POST /api/v1/predictions). */
   show(result) {
     this.field("origin").textContent = `Result for ${inputLabel(result)}`;
-    this.field("digit").textContent = result.digit;
+    this.notADigit = result.not_a_digit;
+    this.field("digit").textContent = answerText(result);
+    this.field("digit").classList.toggle("is-not-a-digit", result.not_a_digit);
+    this.field("not-a-digit").hidden = !result.not_a_digit;
     this.field("confidence").textContent = percent(result.confidence);
-    this.field("confidence").parentElement.classList.toggle("is-unsure", result.confidence < SURE);
+    // The server decides what is sure (domain.py, SURE_PROBABILITY): one rule everywhere.
+    this.field("confidence").parentElement.classList.toggle("is-unsure", !result.sure);
     this.field("input").src = result.input_url;
     this.field("record").href = result.page_url;
+    const top = result.not_a_digit ? "x" : String(result.digit);
     for (const row of this.card.querySelectorAll("[data-probabilities] li")) {
-      const digit = Number(row.dataset.digit);
-      const probability = result.probabilities[digit];
-      row.querySelector("meter").value = probability;
-      row.querySelector(".prob-value").textContent = percent(probability);
-      row.classList.toggle("is-top", digit === result.digit);
+      // Rows 0-9, then "x" (not a digit), which records of older models lack.
+      const index = row.dataset.digit === "x" ? 10 : Number(row.dataset.digit);
+      const probability = result.probabilities[index];
+      row.hidden = probability === undefined;
+      row.querySelector("meter").value = probability ?? 0;
+      row.querySelector(".prob-value").textContent = percent(probability ?? 0);
+      row.classList.toggle("is-top", row.dataset.digit === top);
     }
     // Without script the form would post to the page's own route (with its CSRF token).
     this.correction.action = `${result.page_url}/correction`;
@@ -88,7 +99,7 @@ export class ResultCard {
       for (const button of buttons) {
         button.setAttribute("aria-pressed", String(Number(button.value) === saved.true_digit));
       }
-      this.#setStatus(`Thank you: ${correctionText(saved)}.`);
+      this.#setStatus(`Thank you: ${correctionText(saved, this.notADigit)}.`);
     } catch (error) {
       this.#setStatus(error instanceof ApiError ? error.message : String(error), true);
     } finally {

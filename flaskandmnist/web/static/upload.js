@@ -1,7 +1,7 @@
 // The upload form: file picker and drag and drop, a preview, and recognition through the
 // API. Without script the same form posts to /upload and the server renders the result.
 
-import { ApiError, postForm } from "./api.js";
+import { ApiError, postForm, refusedPrediction } from "./api.js";
 
 function formatSize(bytes) {
   return bytes < 1024 * 1024 ? `${Math.ceil(bytes / 1024)} KB` : `${(bytes / 1048576).toFixed(1)} MB`;
@@ -74,7 +74,10 @@ export function setupUpload(form, { url, onResult, showError }) {
     try {
       onResult(await postForm(url, data));
     } catch (error) {
-      showError(error instanceof ApiError ? error.message : String(error));
+      // Not a digit: stored all the same; the result card says so and offers a correction.
+      const refused = refusedPrediction(error);
+      if (refused) onResult(refused);
+      else showError(error instanceof ApiError ? error.message : String(error));
     } finally {
       submit.disabled = false;
       submit.classList.remove("is-busy");

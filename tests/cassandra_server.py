@@ -29,7 +29,7 @@ from flaskandmnist.config import CassandraSettings
 from flaskandmnist.storage import StorageError, build_cluster
 
 CONTAINER_IMAGE = "cassandra:5.0"
-HEAP = "512m"
+HEAP = "1g"
 NOT_OURS = "the tests cannot restart a server they did not start (CASSANDRA_TEST_CONTACT_POINTS)"
 
 

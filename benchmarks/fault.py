@@ -72,8 +72,13 @@ class Answer:
     prediction_id: str | None
     #: When the connection that carried it was opened.
     connected: float
-    #: The model version that answered (201 answers).
+    #: The model version that answered (stored answers).
     model_version: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        """Answered with a stored prediction: 201, or 422 "not a digit"."""
+        return self.prediction_id is not None
 
 
 class Load:
@@ -129,7 +134,9 @@ class Load:
                 connections[turn] = connect(target)
                 connected[turn] = time.monotonic()
                 continue
-            created = json.loads(data) if response.status == 201 else {}
+            answer = json.loads(data) if response.status in (201, 422) else {}
+            # "Not a digit" (422) is stored all the same: its prediction comes with the error.
+            created = answer.get("prediction", {}) if response.status == 422 else answer
             self.answers.append(
                 Answer(
                     sent,

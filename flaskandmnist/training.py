@@ -295,7 +295,8 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         "weights_sha256": digest,
         "trained_at": today.isoformat(timespec="seconds"),
         "training_seconds": round(training_seconds, 1),
-        "hyper_parameters": asdict(hp),
+        # As JSON holds them: the negatives' (kind, count) pairs as a mapping.
+        "hyper_parameters": asdict(hp) | {"negatives": dict(hp.negatives)},
         "temperature": round(temperature, 4),
         "data": {
             "train_examples": len(train_x),

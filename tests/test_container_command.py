@@ -288,7 +288,7 @@ def test_a_prediction_is_made_and_stored_in_cassandra(
         assert response.status == 201
         body = json.load(response)
     assert body["digit"] == int(mnist.test_labels[index]) == 7
-    assert len(body["probabilities"]) == 10
+    assert len(body["probabilities"]) == 11  # ten digits, then "not a digit"
     assert body["confidence"] == pytest.approx(max(body["probabilities"]))
     row = cql_session.execute(
         f"SELECT digit, image, source FROM {container.keyspace}.predictions WHERE id = %s",

@@ -22,16 +22,17 @@ def test_augmentation_moves_ink_but_keeps_it(mnist: Mnist) -> None:
 
     from flaskandmnist.training import HyperParameters, augment
 
+    tf.random.set_seed(0)  # the same random maps each run
     images = to_float(mnist.train_images[:256])
     augmented = augment(tf.constant(images), HyperParameters()).numpy()
     assert augmented.shape == images.shape
     assert augmented.min() >= 0.0 and augmented.max() <= 1.0
     # Every image changed, yet keeps roughly its amount of ink: a bold pen may double or
-    # so, a thin one halve it, and no digit is pushed off the canvas.
+    # so, a thin one keep a third, and no digit is pushed off the canvas.
     assert np.all(np.abs(augmented - images).sum(axis=(1, 2)) > 1.0)
     ink_ratio = augmented.sum(axis=(1, 2)) / images.sum(axis=(1, 2))
     print(f"ink ratio {ink_ratio.min():.2f}-{ink_ratio.max():.2f}")
-    assert ink_ratio.min() > 0.4 and ink_ratio.max() < 3.0
+    assert ink_ratio.min() > 0.3 and ink_ratio.max() < 3.0
 
 
 def test_short_training_run_writes_weights_and_model_card(
@@ -49,7 +50,11 @@ def test_short_training_run_writes_weights_and_model_card(
     )
     out = tmp_path / "tiny.weights.h5"
     few_negatives = tuple((kind, 40) for kind in KINDS)
-    hp = HyperParameters(epochs=2, validation_size=500, seed=3, negatives=few_negatives)
+    # The weights averaged over about the last ten steps: the default (0.999) averages over
+    # thousands, more than two short epochs have.
+    hp = HyperParameters(
+        epochs=2, validation_size=500, seed=3, negatives=few_negatives, ema_momentum=0.9
+    )
     card = train(small, out, hp)
 
     printed = capsys.readouterr().out

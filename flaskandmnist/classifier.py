@@ -24,6 +24,12 @@ NUM_DIGITS = 10
 #: letters, several digits).
 NOT_A_DIGIT = NUM_DIGITS
 NUM_CLASSES = NUM_DIGITS + 1
+#: "Not a digit" is the answer only when the model gives it at least this probability, not
+#: merely the largest one: an unusual real digit (bold, low resolution, a thin pen) spreads
+#: its probability between its digit and "not a digit", while dots, lines and letters are
+#: refused with near certainty. Chosen on the validation split and the held-out negatives
+#: (docs/model.md).
+REFUSE_PROBABILITY = 0.7
 #: Most images per interpreter call; larger batches (evaluation) run in parts.
 MAX_BATCH = 128
 
@@ -60,13 +66,20 @@ class Scores:
     def of(cls, probabilities: np.ndarray) -> Scores:
         """The scores of one image from the model's calibrated probabilities."""
         digit = int(probabilities[:NUM_DIGITS].argmax())
-        answer = int(probabilities.argmax())
+        answer = int(answers(probabilities[np.newaxis])[0])
         return cls(
             digit=digit,
             confidence=float(probabilities[answer]),
             probabilities=tuple(float(v) for v in probabilities),
             not_a_digit=answer == NOT_A_DIGIT,
         )
+
+
+def answers(probabilities: np.ndarray) -> np.ndarray:
+    """The answer to each row of probabilities (n, 11): the most probable digit, or
+    NOT_A_DIGIT where that has at least REFUSE_PROBABILITY."""
+    refused = probabilities[:, NOT_A_DIGIT] >= REFUSE_PROBABILITY
+    return np.where(refused, NOT_A_DIGIT, probabilities[:, :NUM_DIGITS].argmax(axis=1))
 
 
 class Classifier:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classifier import NOT_A_DIGIT, NUM_CLASSES, NUM_DIGITS, Classifier
+from .classifier import NOT_A_DIGIT, NUM_CLASSES, NUM_DIGITS, Classifier, answers
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,15 @@ def evaluate_predictions(labels: np.ndarray, predicted: np.ndarray) -> Evaluatio
 
 def evaluate(classifier: Classifier, images: np.ndarray, labels: np.ndarray) -> Evaluation:
     """Evaluate ``classifier`` on images already in MNIST format (float32 in [0, 1])."""
-    return evaluate_predictions(labels, classifier.probabilities(images).argmax(axis=1))
+    return evaluate_predictions(labels, answers(classifier.probabilities(images)))
 
 
 def calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """Expected calibration error: how far the confidence of the answers is from how often
     they are right, averaged over equal-width confidence bins weighted by their size."""
-    confidence = probabilities.max(axis=1)
-    right = probabilities.argmax(axis=1) == labels
+    answered = answers(probabilities)
+    confidence = probabilities[np.arange(len(answered)), answered]
+    right = answered == labels
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     gap = 0.0
     for b in range(bins):
@@ -62,7 +63,7 @@ def calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int =
 
 def refusal_rate(probabilities: np.ndarray) -> float:
     """The share of images answered "not a digit"."""
-    return float(np.mean(probabilities.argmax(axis=1) == NOT_A_DIGIT))
+    return float(np.mean(answers(probabilities) == NOT_A_DIGIT))
 
 
 def format_report(result: Evaluation, title: str) -> str:

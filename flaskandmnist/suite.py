@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from .classifier import Classifier
+from .classifier import Classifier, answers
 from .evaluation import calibration_error
 from .imaging import ImageError, to_mnist_array
 
@@ -179,13 +179,13 @@ def run(
                 inputs.append(np.zeros((28, 28), np.float32))
         probabilities = classifier.probabilities(np.stack(inputs))
         truth = labels[chosen]
-        answers = np.where(refused_blank, -1, probabilities.argmax(axis=1))
+        answered = np.where(refused_blank, -1, answers(probabilities))
         results.append(
             SliceResult(
                 name=name,
                 images=len(chosen),
-                accuracy=float(np.mean(answers == truth)),
-                refused=float(np.mean((answers == -1) | (answers >= 10))),
+                accuracy=float(np.mean(answered == truth)),
+                refused=float(np.mean((answered == -1) | (answered >= 10))),
                 calibration_error=calibration_error(
                     probabilities[~refused_blank], truth[~refused_blank]
                 ),

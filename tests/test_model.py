@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flaskandmnist.classifier import Classifier, ModelNotFoundError, card_path, litert_path
+from flaskandmnist.classifier import (
+    NOT_A_DIGIT,
+    Classifier,
+    ModelNotFoundError,
+    Scores,
+    answers,
+    card_path,
+    litert_path,
+)
 from flaskandmnist.config import DEFAULT_MODEL_PATH
 from flaskandmnist.imaging import to_mnist
 from flaskandmnist.mnist import Mnist, to_float
@@ -62,6 +70,18 @@ def test_prediction_has_digit_confidence_and_eleven_probabilities(
     assert prediction.probabilities.index(prediction.confidence) == prediction.digit
 
 
+def test_not_a_digit_is_the_answer_only_when_the_model_is_fairly_sure_of_it() -> None:
+    # A bold 3 that also looks like a blot: the model's probability leans to "not a digit",
+    # but not strongly enough to refuse a person's digit.
+    leaning = np.array([0, 0, 0, 0.35, 0, 0, 0, 0, 0, 0.05, 0.6])
+    # A dot: nothing but "not a digit".
+    dot = np.array([0.01] * 10 + [0.9])
+    assert answers(np.stack([leaning, dot])).tolist() == [3, NOT_A_DIGIT]
+    assert Scores.of(leaning).digit == 3 and not Scores.of(leaning).not_a_digit
+    assert Scores.of(leaning).confidence == pytest.approx(0.35)  # unsure, as it should be
+    assert Scores.of(dot).not_a_digit and Scores.of(dot).confidence == pytest.approx(0.9)
+
+
 def test_batch_and_single_predictions_agree(classifier: Classifier, mnist: Mnist) -> None:
     images = to_float(mnist.test_images[:16])
     batch = classifier.probabilities(images)
@@ -81,8 +101,8 @@ def test_mnist_test_images_sent_as_png_are_recognised(
     if polarity == "black on white":
         images = 255 - images
     through_pipeline = np.stack([to_mnist(png(image, scale)) for image in images])
-    predicted = classifier.probabilities(through_pipeline).argmax(axis=1)
-    as_arrays = classifier.probabilities(to_float(mnist.test_images[SAMPLE])).argmax(axis=1)
+    predicted = answers(classifier.probabilities(through_pipeline))
+    as_arrays = answers(classifier.probabilities(to_float(mnist.test_images[SAMPLE])))
     wrong = np.flatnonzero(predicted != labels)
     assert len(wrong) <= 3, f"{len(wrong)} of {len(SAMPLE)} wrong: MNIST indices {SAMPLE[wrong]}"
     # The pipeline may not lose what the model knows: agreement with the array path.

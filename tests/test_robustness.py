@@ -15,12 +15,15 @@ from flaskandmnist.mnist import Mnist, to_float
 
 
 def test_calibration_error_is_the_gap_between_confidence_and_accuracy() -> None:
+    def rows(*first_two: float) -> np.ndarray:
+        """Probabilities of 0 and 1; the other digits and "not a digit" get none."""
+        return np.array([[*first_two] + [0.0] * 9] * 4)
+
     # Four answers at 0.9 confidence, three of them right: a gap of 0.15.
-    probabilities = np.array([[0.9, 0.1]] * 4)
     labels = np.array([0, 0, 0, 1])
-    assert calibration_error(probabilities, labels) == pytest.approx(0.15)
+    assert calibration_error(rows(0.9, 0.1), labels) == pytest.approx(0.15)
     # Confidence matching the accuracy exactly: no error.
-    assert calibration_error(np.array([[0.5, 0.5]] * 2), np.array([0, 1])) == pytest.approx(0.0)
+    assert calibration_error(rows(0.5, 0.5)[:2], np.array([0, 1])) == pytest.approx(0.0)
 
 
 def test_the_shipped_model_is_calibrated_on_the_mnist_test_set(

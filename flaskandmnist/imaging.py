@@ -89,6 +89,7 @@ _STROKE_SIDE = 80
 _FULL_INK = 254 / 255
 
 _BOMB_LOCK = threading.Lock()
+_BLANK = "No digit found: the image is blank or has too little contrast."
 
 #: A smooth surface over the image, given coordinates u (columns) and v (rows) in [0, 1].
 Surface = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -211,7 +212,7 @@ def to_mnist_image(image: Image.Image) -> np.ndarray:
         # digital scan; on a transparent background the signal is the paint, and its border
         # 0): the paper is that level, and every pixel off it is the digit. Nothing needs
         # removing, so the digit is only cropped, scaled and centred.
-        return _drawn_digit(_normalise(signal, float(border[0])))
+        return _drawn_digit(signal, float(border[0]))
     # On a transparent background the signal is the paint, and the background 0; any other
     # background is estimated.
     return _digit(_normalise(signal, 0.0 if transparent else _background(signal)))
@@ -232,6 +233,9 @@ def _signal(image: Image.Image) -> tuple[np.ndarray, bool]:
     """One float32 channel in [0, 1] at working resolution in which the digit stands out, and
     whether it is the alpha channel of paint on a transparent background."""
     has_alpha = image.has_transparency_data
+    if has_alpha and image.mode in ("RGBA", "LA") and image.getchannel("A").getextrema()[0] == 255:
+        # Every pixel opaque, as browsers export a pad painted on white: the alpha says nothing.
+        has_alpha = False
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         scale = 1.0 if image.mode == "F" else 65535.0  # 16-bit grey (mode I: 16-bit data too)
         image = image.convert("F")
@@ -285,10 +289,18 @@ def _digit(ink: np.ndarray) -> np.ndarray:
     return _place(_render(_trim(np.where(digit, ink[box], 0.0))))
 
 
-def _drawn_digit(ink: np.ndarray) -> np.ndarray:
-    """The ink map of a drawn image (nothing on it but the digit) -> its digit in MNIST's
-    28x28 format."""
-    if np.count_nonzero(ink > _STROKE_LEVEL) < _min_ink_pixels(ink.size):
+def _drawn_digit(signal: np.ndarray, paper: float) -> np.ndarray:
+    """A drawn image's signal (nothing on it but the digit, on paper of exactly one level)
+    -> its digit in MNIST's 28x28 format."""
+    off_paper = signal != paper
+    rows, cols = np.flatnonzero(off_paper.any(axis=1)), np.flatnonzero(off_paper.any(axis=0))
+    if not rows.size:
+        raise BlankImageError(_BLANK)
+    # Only the digit's box is normalised: outside it there is nothing but paper, and the
+    # paper being one exact level, there is no noise above it.
+    box = signal[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    ink = _stretch(_ink(box, paper), floor=0.0)
+    if np.count_nonzero(ink > _STROKE_LEVEL) < _min_ink_pixels(signal.size):
         raise BlankImageError("No digit found: only specks of ink.")
     return _place(_render(_trim(ink)))
 
@@ -304,12 +316,16 @@ def _normalise(signal: np.ndarray, background: np.ndarray | float) -> np.ndarray
     # Noise floor from the band along the border, where the background shows.
     border = _border(ink)
     median = np.median(border)
-    floor = median + 4.5 * np.median(np.abs(border - median))
+    return _stretch(ink, floor=median + 4.5 * np.median(np.abs(border - median)))
+
+
+def _stretch(ink: np.ndarray, floor: float) -> np.ndarray:
+    """``ink`` scaled so that its noise ``floor`` is 0 and the ink's own level 1."""
     # The ink level, from the pixels clearly above the floor.
     above = ink[ink > floor + _MIN_CONTRAST / 2]
     level = np.percentile(above, _INK_PERCENTILE) if above.size else floor
     if level - floor < _MIN_CONTRAST:
-        raise BlankImageError("No digit found: the image is blank or has too little contrast.")
+        raise BlankImageError(_BLANK)
     return np.clip((ink - floor) / (level - floor), 0.0, 1.0).astype(np.float32)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import negatives
-from .classifier import Classifier, ModelNotFoundError, litert_path
+from .classifier import Classifier, ModelNotFoundError, card_path, litert_path
 from .config import Settings
 from .evaluation import calibration_error, evaluate, format_report, refusal_rate
 from .imaging import ImageError, mnist_to_png, to_mnist
@@ -70,6 +70,12 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
         )
         results = suite.run(classifier, data.test_images, data.test_labels, per_slice)
         print(suite.format_results(results))
+    elif args.update_card:
+        from .training import figures
+
+        card = classifier.card | figures(classifier, data)
+        card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in card.items() if k.startswith(("test_", "held_"))}))
     elif args.negatives:
         print(f"model {classifier.version}: held-out negatives answered not a digit")
         for kind in negatives.KINDS:
@@ -212,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         "--negatives",
         action="store_true",
         help="how many held-out dots, lines, scribbles, letters ... are refused",
+    )
+    eval_cmd.add_argument(
+        "--update-card",
+        action="store_true",
+        help="measure the model card's figures again and write them into the card (after a "
+        "change to how answers are read from the model's probabilities)",
     )
     eval_cmd.set_defaults(handler=_evaluate)
 

@@ -24,7 +24,15 @@ import numpy as np
 import tensorflow as tf
 
 from . import negatives
-from .classifier import IMAGE_SHAPE, NOT_A_DIGIT, NUM_CLASSES, NUM_DIGITS, Classifier, card_path
+from .classifier import (
+    IMAGE_SHAPE,
+    NOT_A_DIGIT,
+    NUM_CLASSES,
+    NUM_DIGITS,
+    REFUSE_PROBABILITY,
+    Classifier,
+    card_path,
+)
 from .evaluation import calibration_error, evaluate, refusal_rate
 from .imaging import mnist_to_png, to_mnist
 from .mnist import Mnist, split_validation, to_float
@@ -328,6 +336,8 @@ def figures(classifier: Classifier, data: Mnist) -> dict[str, Any]:
         for kind in negatives.KINDS
     }
     return {
+        # The rule the figures were measured under (see classifier.answers).
+        "refuse_probability": REFUSE_PROBABILITY,
         "test_accuracy": round(test.accuracy, 5),
         "test_per_class_accuracy": {str(d): round(a, 5) for d, a in enumerate(test.per_class)},
         "test_calibration_error": round(calibration_error(probabilities, data.test_labels), 5),

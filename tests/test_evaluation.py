@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from flaskandmnist.__main__ import main
+from flaskandmnist.classifier import card_path, litert_path
+from flaskandmnist.config import DEFAULT_MODEL_PATH
 from flaskandmnist.evaluation import evaluate_predictions, format_report
 
 
@@ -44,3 +49,19 @@ def test_shipped_model_reaches_the_bar_on_all_10k_test_images(
     assert "(rows: true digit, columns: predicted digit; x: not a digit)" in printed
     assert refused <= 0.3
     assert accuracy + refused >= 99.5
+
+
+@pytest.mark.slow
+def test_the_shipped_card_holds_what_update_card_measures(tmp_path: Path) -> None:
+    """The card's figures are those of the served model under today's rule for reading
+    answers: `evaluate --update-card` on a copy with a stale card writes the shipped card's."""
+    weights = tmp_path / "copy.weights.h5"
+    shutil.copy(litert_path(DEFAULT_MODEL_PATH), litert_path(weights))
+    shipped = json.loads(card_path(DEFAULT_MODEL_PATH).read_text())
+    stale = shipped | {"test_refused_through_pipeline": 0.5, "refuse_probability": 0.5}
+    del stale["held_out_negatives_refused"]
+    card_path(weights).write_text(json.dumps(stale))
+
+    assert main(["evaluate", "--model", str(weights), "--update-card"]) == 0
+
+    assert json.loads(card_path(weights).read_text()) == shipped

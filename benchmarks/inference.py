@@ -2,7 +2,8 @@
 
 Prints single-image latency (p50/p99) and batched throughput for
   1. the classifier on ready 28x28 arrays, and
-  2. decode + normalise + predict, from PNG bytes as a user would upload them.
+  2. decode + normalise + predict, from the image in each workload's request
+     (benchmarks/bodies.py: the drawing pad's post, a phone photo, a scan, MNIST's PNG).
 
 Run from the repository root:  .venv/bin/python -m benchmarks.inference
 """
@@ -10,18 +11,19 @@ Run from the repository root:  .venv/bin/python -m benchmarks.inference
 from __future__ import annotations
 
 import argparse
-import io
+import json
 import time
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image
 
+from benchmarks.bodies import WORKLOADS, Body, make_body
 from flaskandmnist.classifier import Classifier
 from flaskandmnist.config import Settings
 from flaskandmnist.imaging import to_mnist
 from flaskandmnist.mnist import load_mnist, to_float
 from flaskandmnist.model import build_model
+from flaskandmnist.web.uploads import decode_image_text
 
 
 def latencies_ms(call: Callable[[int], object], runs: int) -> np.ndarray:
@@ -43,14 +45,11 @@ def throughput(call: Callable[[], object], items: int, seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
-def canvas_png(digit: np.ndarray, size: int = 280) -> bytes:
-    """An MNIST digit as a browser canvas exports it: black strokes, transparent background."""
-    big = Image.fromarray(digit).resize((size, size), Image.Resampling.BILINEAR)
-    rgba = np.zeros((size, size, 4), np.uint8)
-    rgba[..., 3] = np.asarray(big)
-    buffer = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
-    return buffer.getvalue()
+def image_bytes(body: Body) -> bytes:
+    """The image file in a request body, as the API reads it."""
+    if body.content_type == "application/json":
+        return decode_image_text(json.loads(body.data)["image"])
+    return body.data
 
 
 def report(name: str, times: np.ndarray) -> None:
@@ -85,22 +84,17 @@ def main() -> None:
         rate = throughput(lambda b=batch: classifier.predict(images[:b]), batch, args.seconds)
         print(f"{f'batches of {batch}':<50} {rate:9.0f} images/s")
 
-    print("\n2. whole pipeline: PNG bytes -> decode -> normalise -> predict")
-    uploads = [canvas_png(digit) for digit in data.test_images[:200]]
-    print(f"   (280x280 RGBA canvas PNGs, mean {np.mean([len(u) for u in uploads]):.0f} bytes)")
+    print("\n2. whole pipeline: each workload's image -> decode -> normalise -> predict")
+    for workload in WORKLOADS:
+        count = 20 if workload == "photo" else 200
+        uploads = [image_bytes(make_body(workload, digit)) for digit in data.test_images[:count]]
+        size = np.mean([len(u) for u in uploads])
 
-    def one(i: int) -> None:
-        classifier.predict_one(to_mnist(uploads[i % len(uploads)]))
+        def one(i: int, uploads: list[bytes] = uploads) -> None:
+            classifier.predict_one(to_mnist(uploads[i % len(uploads)]))
 
-    report("single image", latencies_ms(one, args.runs))
-    for batch in (32, 256):
-        payloads = [uploads[i % len(uploads)] for i in range(batch)]
-        rate = throughput(
-            lambda p=payloads: classifier.predict(np.stack([to_mnist(b) for b in p])),
-            batch,
-            args.seconds,
-        )
-        print(f"{f'batches of {batch}':<50} {rate:9.0f} images/s")
+        runs = min(args.runs, 100) if workload == "photo" else args.runs
+        report(f"{workload} ({size:,.0f} bytes)", latencies_ms(one, runs))
 
 
 if __name__ == "__main__":

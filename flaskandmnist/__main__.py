@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         ("seed", int),
         ("validation_size", int),
         ("warm_start", str),
+        ("redrawn_share", float),
     ):
         train_cmd.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
     train_cmd.set_defaults(handler=_train)

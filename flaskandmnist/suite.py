@@ -5,13 +5,16 @@ Slices: redrawn with a round pen (the skeleton, then a brush of 1-12 % of the si
 mouse or finger draws), downsampled to 8-16 px and back, blurred, noisy, JPEG-compressed,
 thinned, made bold, slanted, and small in a large, unevenly lit photo. Only test digits are
 used, never the training set. Needs scikit-image (requirements-train.txt) for the skeleton.
+
+Training applies some of the same changes to training digits (:func:`redraw`): the ways
+real drawings differ from MNIST that augmenting 28x28 digits cannot make.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,6 +148,26 @@ def slices() -> dict[str, Slice]:
         "slanted": slanted,
         "small in a photo": in_photo,
     }
+
+
+def redraw(
+    digits: np.ndarray, labels: np.ndarray, changes: Sequence[str], count: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` of ``digits`` (a seeded choice), each changed by one of the slices named in
+    ``changes`` and sent through the pipeline, with their labels; digits the pipeline
+    refuses as blank are left out."""
+    rng = np.random.default_rng(seed)
+    made = slices()
+    inputs, kept = [], []
+    for which in rng.choice(len(digits), size=count, replace=False):
+        change = made[changes[rng.integers(len(changes))]]
+        try:
+            inputs.append(to_mnist_array(change(_enlarge(digits[which]), rng)))
+        except ImageError:
+            continue
+        kept.append(labels[which])
+    empty = np.empty((0, 28, 28), np.float32)
+    return (np.stack(inputs) if inputs else empty), np.asarray(kept, np.int32)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import negatives
+from . import negatives, suite
 from .classifier import (
     IMAGE_SHAPE,
     NOT_A_DIGIT,
@@ -71,6 +71,17 @@ class HyperParameters:
         ("partial", 800),
         ("several", 2000),
         ("letters", 3000),
+    )
+    # A share of the training digits also redrawn by these changes of the robustness suite
+    # (suite.redraw) and sent through the pipeline: a pen's strokes, a low-resolution photo,
+    # bold ink.
+    redrawn_share: float = 0.5
+    redrawn_changes: tuple[str, ...] = (
+        "pen 1-4%",
+        "pen 4-8%",
+        "pen 8-12%",
+        "downsampled 8-16 px",
+        "bold",
     )
     # Weights are the exponential moving average of the steps' weights.
     ema_momentum: float = 0.999
@@ -189,6 +200,16 @@ def _with_negatives(
     )
 
 
+def _examples(
+    images: np.ndarray, labels: np.ndarray, hp: HyperParameters, negatives_share: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Float images and labels: the digits, the negatives and the redrawn digits."""
+    x, y = _with_negatives(images, labels, hp, negatives_share, seed)
+    count = round(len(images) * hp.redrawn_share)
+    redrawn_x, redrawn_y = suite.redraw(images, labels, hp.redrawn_changes, count, seed + 99)
+    return np.concatenate([x, redrawn_x]), np.concatenate([y, redrawn_y])
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature that minimises the negative log-likelihood of ``labels`` (Guo et
     al. 2017): one number, so it calibrates without changing any answer."""
@@ -255,10 +276,11 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         data.train_images, data.train_labels, hp.validation_size, hp.seed
     )
     started = time.monotonic()
-    train_set = _with_negatives(train_x, train_y, hp, 1.0, hp.seed)
-    val_set = _with_negatives(val_x, val_y, hp, 0.2, hp.seed + 1)
+    train_set = _examples(train_x, train_y, hp, 1.0, hp.seed)
+    val_set = _examples(val_x, val_y, hp, 0.2, hp.seed + 1)
     print(
-        f"{len(train_set[1])} training images ({len(train_set[1]) - len(train_y)} not digits), "
+        f"{len(train_set[1])} training images ({np.sum(train_set[1] == NOT_A_DIGIT)} not "
+        f"digits, {np.sum(train_set[1] != NOT_A_DIGIT) - len(train_y)} redrawn digits), "
         f"{len(val_set[1])} validation images",
         flush=True,
     )
@@ -308,9 +330,11 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         "temperature": round(temperature, 4),
         "data": {
             "train_examples": len(train_x),
-            "train_negatives": len(train_set[1]) - len(train_x),
+            "train_negatives": int(np.sum(train_set[1] == NOT_A_DIGIT)),
+            "train_redrawn": int(np.sum(train_set[1] != NOT_A_DIGIT)) - len(train_x),
             "validation_examples": len(val_x),
-            "validation_negatives": len(val_set[1]) - len(val_x),
+            "validation_negatives": int(np.sum(val_set[1] == NOT_A_DIGIT)),
+            "validation_redrawn": int(np.sum(val_set[1] != NOT_A_DIGIT)) - len(val_x),
             "md5_uncompressed": data.checksums,
         },
         "library_versions": _library_versions(),

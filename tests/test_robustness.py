@@ -50,3 +50,16 @@ def test_evaluate_suite_prints_accuracy_per_slice(capsys: pytest.CaptureFixture[
     for name in suite.slices():
         assert name in printed
     assert "accuracy" in printed and "ECE" in printed
+
+
+def test_training_digits_are_redrawn_the_suites_ways_and_keep_their_labels(
+    classifier: Classifier, mnist: Mnist
+) -> None:
+    changes = ("pen 1-4%", "downsampled 8-16 px", "bold")
+    digits, labels = suite.redraw(mnist.train_images, mnist.train_labels, changes, 60, seed=3)
+    assert digits.shape == (60, 28, 28) and digits.dtype == np.float32
+    assert digits.min() >= 0.0 and digits.max() <= 1.0
+    # Each redrawn digit still shows its label: the model reads nearly all of them so.
+    assert np.mean(classifier.probabilities(digits)[:, :10].argmax(axis=1) == labels) >= 0.9
+    again = suite.redraw(mnist.train_images, mnist.train_labels, changes, 60, seed=3)
+    np.testing.assert_array_equal(digits, again[0])  # seeded: the same training set each run

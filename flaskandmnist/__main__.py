@@ -21,7 +21,13 @@ import numpy as np
 from . import negatives
 from .classifier import Classifier, ModelNotFoundError, card_path, litert_path
 from .config import Settings
-from .evaluation import calibration_error, evaluate, format_report, refusal_rate
+from .evaluation import (
+    calibration_error,
+    evaluate,
+    format_report,
+    refusal_rate,
+    refusal_table,
+)
 from .imaging import ImageError, mnist_to_png, to_mnist
 from .mnist import Mnist, MnistError, load_mnist, to_float
 from .model_versions import Activation, RegistryError
@@ -70,6 +76,12 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
         )
         results = suite.run(classifier, data.test_images, data.test_labels, per_slice)
         print(suite.format_results(results))
+    elif args.refusal_thresholds:
+        from .training import HyperParameters, validation_examples
+
+        print(f"model {classifier.version}: answers on the validation split by threshold")
+        images, labels = validation_examples(data, HyperParameters())
+        print(refusal_table(classifier.probabilities(images), labels))
     elif args.update_card:
         from .training import figures
 
@@ -219,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         "--negatives",
         action="store_true",
         help="how many held-out dots, lines, scribbles, letters ... are refused",
+    )
+    eval_cmd.add_argument(
+        "--refusal-thresholds",
+        action="store_true",
+        help="how the validation split's digits and negatives are answered at each "
+        "threshold for refusing (the data for choosing REFUSE_PROBABILITY)",
     )
     eval_cmd.add_argument(
         "--update-card",

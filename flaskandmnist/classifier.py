@@ -75,10 +75,10 @@ class Scores:
         )
 
 
-def answers(probabilities: np.ndarray) -> np.ndarray:
+def answers(probabilities: np.ndarray, refuse: float = REFUSE_PROBABILITY) -> np.ndarray:
     """The answer to each row of probabilities (n, 11): the most probable digit, or
-    NOT_A_DIGIT where that has at least REFUSE_PROBABILITY."""
-    refused = probabilities[:, NOT_A_DIGIT] >= REFUSE_PROBABILITY
+    NOT_A_DIGIT where that has at least ``refuse``."""
+    refused = probabilities[:, NOT_A_DIGIT] >= refuse
     return np.where(refused, NOT_A_DIGIT, probabilities[:, :NUM_DIGITS].argmax(axis=1))
 
 

@@ -66,6 +66,22 @@ def refusal_rate(probabilities: np.ndarray) -> float:
     return float(np.mean(answers(probabilities) == NOT_A_DIGIT))
 
 
+def refusal_table(probabilities: np.ndarray, labels: np.ndarray) -> str:
+    """How digits (labels 0-9) and negatives (NOT_A_DIGIT) are answered at each threshold
+    for refusing: the data for choosing REFUSE_PROBABILITY."""
+    digits = labels != NOT_A_DIGIT
+    header = f"{'refuse at':<10}{'digits right':>14}{'digits refused':>16}"
+    lines = [f"{header}{'negatives refused':>19}"]
+    for refuse in (0.5, 0.6, 0.7, 0.8, 0.9):
+        answered = answers(probabilities, refuse)
+        lines.append(
+            f"{refuse:<10}{np.mean(answered[digits] == labels[digits]):>14.2%}"
+            f"{np.mean(answered[digits] == NOT_A_DIGIT):>16.2%}"
+            f"{np.mean(answered[~digits] == NOT_A_DIGIT):>19.2%}"
+        )
+    return "\n".join(lines)
+
+
 def format_report(result: Evaluation, title: str) -> str:
     """A plain-text table: overall accuracy, per-class accuracy and the confusion matrix."""
     n = int(result.confusion.sum())

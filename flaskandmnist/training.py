@@ -210,6 +210,14 @@ def _examples(
     return np.concatenate([x, redrawn_x]), np.concatenate([y, redrawn_y])
 
 
+def validation_examples(data: Mnist, hp: HyperParameters) -> tuple[np.ndarray, np.ndarray]:
+    """The validation split as training uses it: its digits, negatives and redrawn digits."""
+    _, (val_x, val_y) = split_validation(
+        data.train_images, data.train_labels, hp.validation_size, hp.seed
+    )
+    return _examples(val_x, val_y, hp, 0.2, hp.seed + 1)
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature that minimises the negative log-likelihood of ``labels`` (Guo et
     al. 2017): one number, so it calibrates without changing any answer."""
@@ -272,12 +280,12 @@ def save_weights(model: keras.Model, out_path: Path) -> str:
 def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) -> dict[str, Any]:
     """Train, save weights to ``out_path`` and the model card beside it; return the card."""
     keras.utils.set_random_seed(hp.seed)
-    (train_x, train_y), (val_x, val_y) = split_validation(
+    (train_x, train_y), (val_x, _) = split_validation(
         data.train_images, data.train_labels, hp.validation_size, hp.seed
     )
     started = time.monotonic()
     train_set = _examples(train_x, train_y, hp, 1.0, hp.seed)
-    val_set = _examples(val_x, val_y, hp, 0.2, hp.seed + 1)
+    val_set = validation_examples(data, hp)
     print(
         f"{len(train_set[1])} training images ({np.sum(train_set[1] == NOT_A_DIGIT)} not "
         f"digits, {np.sum(train_set[1] != NOT_A_DIGIT) - len(train_y)} redrawn digits), "

@@ -13,7 +13,7 @@ import pytest
 from flaskandmnist.__main__ import main
 from flaskandmnist.classifier import card_path, litert_path
 from flaskandmnist.config import DEFAULT_MODEL_PATH
-from flaskandmnist.evaluation import evaluate_predictions, format_report
+from flaskandmnist.evaluation import evaluate_predictions, format_report, refusal_table
 
 
 def test_metrics_from_known_predictions() -> None:
@@ -33,6 +33,26 @@ def test_report_is_a_readable_table() -> None:
     report = format_report(evaluate_predictions(labels, labels), "perfect")
     assert "accuracy: 100.00% (30/30, 0 errors)" in report
     assert len([line for line in report.splitlines() if re.match(r"\s+\d \|", line)]) == 10
+
+
+def test_the_refusal_table_shows_what_each_threshold_costs() -> None:
+    def leaning(digit: int, not_a_digit: float) -> list[float]:
+        row = [0.0] * 11
+        row[digit], row[10] = 1.0 - not_a_digit, not_a_digit
+        return row
+
+    # A 3 that leans 0.65 to "not a digit", a clear 5, and two dots at 0.75 and 0.95.
+    probabilities = np.array(
+        [leaning(3, 0.65), leaning(5, 0.0), leaning(0, 0.75), leaning(0, 0.95)]
+    )
+    labels = np.array([3, 5, 10, 10])
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in refusal_table(probabilities, labels).splitlines()[1:]
+    }
+    assert rows["0.6"] == ["50.00%", "50.00%", "100.00%"]  # the 3 refused, both dots
+    assert rows["0.7"] == ["100.00%", "0.00%", "100.00%"]
+    assert rows["0.8"] == ["100.00%", "0.00%", "50.00%"]  # one dot answered as a digit
 
 
 @pytest.mark.slow

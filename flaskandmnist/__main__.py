@@ -121,9 +121,16 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
 
 def _register(args: argparse.Namespace, settings: Settings) -> int:
     classifier = Classifier.load(args.model)
+    # The weights, when they lie there too, are what a retrain starts from.
+    weights = args.model.read_bytes() if args.model.is_file() else None
     with open_registry(settings.cassandra) as registry:
-        registered = registry.register(classifier.card, classifier.litert, parent=args.parent)
-    print(f"registered {registered.version} (sha256 {registered.litert_sha256}); not active")
+        registered = registry.register(
+            classifier.card, classifier.litert, parent=args.parent, weights=weights
+        )
+    kept = "with its weights" if registered.weights_sha256 else "without weights"
+    print(
+        f"registered {registered.version} (sha256 {registered.litert_sha256}), {kept}; not active"
+    )
     return 0
 
 

@@ -31,6 +31,8 @@ from .mnist import Mnist, split_validation, to_float
 from .model import build_model, save_litert
 
 IMAGE_SIDE = IMAGE_SHAPE[0]
+ARCHITECTURE = "mnist_deep: conv5x5x32-pool-conv5x5x64-pool-fc1024-dropout-fc11"
+OUTPUTS = "digits 0-9, then not a digit"
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ def _dataset(
     return ds.map(one_hot).prefetch(tf.data.AUTOTUNE)
 
 
-def _with_negatives(
+def with_negatives(
     images: np.ndarray, labels: np.ndarray, hp: HyperParameters, share: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Float images and labels with the synthetic negatives (label NOT_A_DIGIT) added."""
@@ -216,7 +218,7 @@ def warm_started(path: str, dropout: float) -> keras.Model:
     return model
 
 
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     names = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow")
     versions = {"python": platform.python_version()}
     for name in names:
@@ -247,13 +249,61 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         data.train_images, data.train_labels, hp.validation_size, hp.seed
     )
     started = time.monotonic()
-    train_set = _with_negatives(train_x, train_y, hp, 1.0, hp.seed)
-    val_set = _with_negatives(val_x, val_y, hp, 0.2, hp.seed + 1)
+    train_set = with_negatives(train_x, train_y, hp, 1.0, hp.seed)
+    val_set = with_negatives(val_x, val_y, hp, 0.2, hp.seed + 1)
     print(
         f"{len(train_set[1])} training images ({len(train_set[1]) - len(train_y)} not digits), "
         f"{len(val_set[1])} validation images",
         flush=True,
     )
+    model = warm_started(hp.warm_start, hp.dropout) if hp.warm_start else build_model(hp.dropout)
+    fit(model, train_set, val_set, hp, verbose)
+    training_seconds = time.monotonic() - started
+
+    digest = save_weights(model, out_path)
+    temperature = fit_temperature(model.predict(val_set[0], verbose=0), val_set[1])
+    today = dt.datetime.now(dt.UTC)
+    card: dict[str, Any] = {
+        "model_version": version_name(today, digest),
+        "architecture": ARCHITECTURE,
+        "outputs": OUTPUTS,
+        "weights_file": out_path.name,
+        "weights_sha256": digest,
+        "trained_at": today.isoformat(timespec="seconds"),
+        "training_seconds": round(training_seconds, 1),
+        # As JSON holds them: the negatives' (kind, count) pairs as a mapping.
+        "hyper_parameters": asdict(hp) | {"negatives": dict(hp.negatives)},
+        "temperature": round(temperature, 4),
+        "data": {
+            "train_examples": len(train_x),
+            "train_negatives": len(train_set[1]) - len(train_x),
+            "validation_examples": len(val_x),
+            "validation_negatives": len(val_set[1]) - len(val_x),
+            "md5_uncompressed": data.checksums,
+        },
+        "library_versions": library_versions(),
+    }
+    # Evaluated as served: the LiteRT model, int8 weights, calibrated.
+    classifier = Classifier(save_litert(model, out_path, card), card)
+    card.update(figures(classifier, data))
+    card_path(out_path).write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def version_name(when: dt.datetime, weights_sha256: str) -> str:
+    """A model version's name: the day it was trained and its weights' checksum."""
+    return f"mnist-deep-{when:%Y%m%d}-{weights_sha256[:8]}"
+
+
+def fit(
+    model: keras.Model,
+    train_set: tuple[np.ndarray, np.ndarray],
+    val_set: tuple[np.ndarray, np.ndarray],
+    hp: HyperParameters,
+    verbose: int = 2,
+) -> None:
+    """Trains ``model`` on float images and labels, augmented, with the learning rate
+    schedule and weight averaging of ``hp``; it ends with the averaged weights."""
     steps_per_epoch = math.ceil(len(train_set[1]) / hp.batch_size)
     warmup = hp.warmup_epochs * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -263,7 +313,6 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         warmup_target=hp.learning_rate,
         warmup_steps=warmup,
     )
-    model = warm_started(hp.warm_start, hp.dropout) if hp.warm_start else build_model(hp.dropout)
     model.compile(
         optimizer=keras.optimizers.Adam(
             schedule, use_ema=hp.ema_momentum > 0, ema_momentum=hp.ema_momentum
@@ -282,36 +331,6 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         # Validate the averaged weights, which are the ones kept at the end.
         callbacks=[keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if hp.ema_momentum else [],
     )
-    training_seconds = time.monotonic() - started
-
-    digest = save_weights(model, out_path)
-    temperature = fit_temperature(model.predict(val_set[0], verbose=0), val_set[1])
-    today = dt.datetime.now(dt.UTC)
-    card: dict[str, Any] = {
-        "model_version": f"mnist-deep-{today:%Y%m%d}-{digest[:8]}",
-        "architecture": "mnist_deep: conv5x5x32-pool-conv5x5x64-pool-fc1024-dropout-fc11",
-        "outputs": "digits 0-9, then not a digit",
-        "weights_file": out_path.name,
-        "weights_sha256": digest,
-        "trained_at": today.isoformat(timespec="seconds"),
-        "training_seconds": round(training_seconds, 1),
-        # As JSON holds them: the negatives' (kind, count) pairs as a mapping.
-        "hyper_parameters": asdict(hp) | {"negatives": dict(hp.negatives)},
-        "temperature": round(temperature, 4),
-        "data": {
-            "train_examples": len(train_x),
-            "train_negatives": len(train_set[1]) - len(train_x),
-            "validation_examples": len(val_x),
-            "validation_negatives": len(val_set[1]) - len(val_x),
-            "md5_uncompressed": data.checksums,
-        },
-        "library_versions": _library_versions(),
-    }
-    # Evaluated as served: the LiteRT model, int8 weights, calibrated.
-    classifier = Classifier(save_litert(model, out_path, card), card)
-    card.update(figures(classifier, data))
-    card_path(out_path).write_text(json.dumps(card, indent=2) + "\n")
-    return card
 
 
 def figures(classifier: Classifier, data: Mnist) -> dict[str, Any]:

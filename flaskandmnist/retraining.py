@@ -91,7 +91,7 @@ class FineTuning:
 
 
 def fine_tune(
-    parent: ModelVersion,
+    parent: str,
     weights: bytes,
     corrections: tuple[np.ndarray, np.ndarray],
     data: Mnist,
@@ -100,9 +100,9 @@ def fine_tune(
     trained_on: dict[str, Any],
     verbose: int = 2,
 ) -> tuple[Classifier, bytes]:
-    """Fine-tunes ``parent``'s ``weights`` on the ``corrections`` (images, labels) and an
-    MNIST sample; writes the weights to ``out_path``, the LiteRT file and card beside them,
-    and returns the candidate and its weights file."""
+    """Fine-tunes the ``weights`` of version ``parent`` on the ``corrections`` (images,
+    labels) and an MNIST sample; writes the weights to ``out_path``, the LiteRT file and
+    card beside them, and returns the candidate and its weights file."""
     keras.utils.set_random_seed(ft.seed)
     started = time.monotonic()
     start_path = out_path.with_name("parent.weights.h5")
@@ -126,7 +126,7 @@ def fine_tune(
         np.concatenate([digits_y, *[corrections[1]] * repeats]),
     )
     print(
-        f"fine-tuning {parent.version} for {ft.epochs} epochs on {len(train_set[1])} images: "
+        f"fine-tuning {parent} for {ft.epochs} epochs on {len(train_set[1])} images: "
         f"{len(chosen)} MNIST digits, {len(digits_y) - len(chosen)} not digits, "
         f"{len(corrections[1])} corrections x {repeats}",
         flush=True,
@@ -140,7 +140,7 @@ def fine_tune(
     today = dt.datetime.now(dt.UTC)
     card: dict[str, Any] = {
         "model_version": version_name(today, digest),
-        "parent_version": parent.version,
+        "parent_version": parent,
         "architecture": ARCHITECTURE,
         "outputs": OUTPUTS,
         "weights_file": out_path.name,
@@ -183,7 +183,7 @@ def retrain(
     active = registry.load(parent.version)
     with tempfile.TemporaryDirectory(prefix="retrain-") as folder:
         candidate, candidate_weights = fine_tune(
-            parent,
+            parent.version,
             weights,
             stack(corrections.train),
             data,

@@ -46,6 +46,7 @@ from flaskandmnist.evaluation import evaluate
 from flaskandmnist.imaging import mnist_to_png
 from flaskandmnist.mnist import Mnist, load_mnist, to_float
 from flaskandmnist.registry import ModelRegistry
+from flaskandmnist.retraining import FineTuning, fine_tune
 from flaskandmnist.storage import PredictionStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +54,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def style_accuracy(classifier: Classifier, images: np.ndarray) -> float:
     return float(np.mean(np.array(answers(classifier, images)) == continental.LABEL))
+
+
+def negatives_refused(classifier: Classifier) -> float:
+    """The share of the held-out "not a digit" negatives (all kinds together) refused, as
+    the model card records it per kind."""
+    return float(np.mean(list(classifier.card["held_out_negatives_refused"].values())))
 
 
 def correction_pages(data: Mnist, count: int) -> list[np.ndarray]:
@@ -129,13 +136,12 @@ def main() -> None:
     parser.add_argument("--counts", default="0,100,300,1000")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--mnist-sample", type=int, default=10_000)
+    parser.add_argument("--learning-rate", type=float, default=FineTuning.learning_rate)
     parser.add_argument("--command", type=int, metavar="N", help="time `retrain` instead")
     args = parser.parse_args()
     if args.command:
         time_command(load_mnist(Settings.from_env().mnist_dir), args.command)
         return
-
-    from flaskandmnist.retraining import FineTuning, fine_tune
 
     data = load_mnist(Settings.from_env().mnist_dir)
     shipped = Classifier.load(DEFAULT_MODEL_PATH)
@@ -145,7 +151,9 @@ def main() -> None:
     _, to_evaluate = continental.indices(data)
     held_out = continental.model_inputs(continental.pages(data, to_evaluate, seed=2))
     test_images = to_float(data.test_images)
-    fine_tuning = FineTuning(epochs=args.epochs, mnist_sample=args.mnist_sample)
+    fine_tuning = FineTuning(
+        epochs=args.epochs, mnist_sample=args.mnist_sample, learning_rate=args.learning_rate
+    )
     print(
         f"{len(held_out)} continental 1s to evaluate, {len(pool)} to correct; {fine_tuning}",
         flush=True,
@@ -157,6 +165,7 @@ def main() -> None:
             "-",
             style_accuracy(shipped, held_out),
             evaluate(shipped, test_images, data.test_labels).accuracy,
+            negatives_refused(shipped),
             None,
         )
     ]
@@ -182,15 +191,19 @@ def main() -> None:
                 str(fine_tuning.repeats(count)),
                 style_accuracy(candidate, held_out),
                 candidate.card["test_accuracy"],
+                negatives_refused(candidate),
                 seconds,
             )
         )
         print(f"{count} corrections: {seconds:.0f} s", flush=True)
 
-    print(f"\n{'model':<22}{'repeats':>8}{'continental 1s':>16}{'MNIST test':>12}{'wall s':>8}")
-    for name, repeats, style, mnist, seconds in rows:
+    print(
+        f"\n{'model':<22}{'repeats':>8}{'continental 1s':>16}{'MNIST test':>12}"
+        f"{'negatives refused':>19}{'wall s':>8}"
+    )
+    for name, repeats, style, mnist, refused, seconds in rows:
         wall = "-" if seconds is None else f"{seconds:.0f}"
-        print(f"{name:<22}{repeats:>8}{style:>16.2%}{mnist:>12.2%}{wall:>8}")
+        print(f"{name:<22}{repeats:>8}{style:>16.2%}{mnist:>12.2%}{refused:>19.2%}{wall:>8}")
 
 
 if __name__ == "__main__":

@@ -55,16 +55,16 @@ _SHIPPED_TRAIN_DIGITS = 60_000 - _SHIPPED.validation_size
 class FineTuning:
     """Everything that decides a retrain's weights (recorded in the candidate's card)."""
 
-    epochs: int = 2
+    epochs: int = 1
     #: MNIST training digits mixed in, a seeded sample: what keeps MNIST accuracy.
     mnist_sample: int = 10_000
     #: Lower than training from scratch: the weights move towards the corrections without
     #: forgetting what they knew.
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-4
     #: The corrections are repeated until they make about this share of the MNIST digits...
-    corrections_share: float = 0.25
+    corrections_share: float = 0.1
     #: ...but each at most this many times.
-    max_repeats: int = 20
+    max_repeats: int = 10
     #: MNIST training digits kept apart for the temperature.
     validation_size: int = 2000
     #: Fewer steps than a training from scratch: a shorter average.

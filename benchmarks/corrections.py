@@ -15,7 +15,7 @@ with a correction each, registers the shipped model with its weights, and runs
 ``python -m flaskandmnist retrain`` with its defaults (reading the corrections, the
 fine-tune, the figures, the replay and the comparison, registering the candidate).
 
-    .venv/bin/python -m benchmarks.corrections [--counts 0,100,300,1000] [--epochs 2]
+    .venv/bin/python -m benchmarks.corrections [--counts 0,100,300,1000] [--epochs 1]
         [--mnist-sample 10000]
     .venv/bin/python -m benchmarks.corrections --command 3000
 
@@ -134,8 +134,8 @@ def time_command(data: Mnist, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", default="0,100,300,1000")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--mnist-sample", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=FineTuning.epochs)
+    parser.add_argument("--mnist-sample", type=int, default=FineTuning.mnist_sample)
     parser.add_argument("--learning-rate", type=float, default=FineTuning.learning_rate)
     parser.add_argument("--command", type=int, metavar="N", help="time `retrain` instead")
     args = parser.parse_args()

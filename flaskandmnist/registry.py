@@ -46,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: Bytes per row of model_chunks: a few rows per page keep each response to a megabyte.
 CHUNK_BYTES = 256 * 1024
-#: Chunk rows read per page when loading a file.
+#: Chunk rows read per page when loading a file, and written at once when storing one: a
+#: whole weights file in flight overloads the driver's connection (ConnectionBusy).
 CHUNKS_PER_PAGE = 4
 #: model_versions, model_active and model_activations have a single partition.
 SCOPE = "all"
@@ -225,7 +226,11 @@ class ModelRegistry:
         ]
         with _cassandra(f"store the {what} of {version}"):
             for ok, result in execute_concurrent_with_args(
-                self._session, statement, rows, raise_on_first_error=False
+                self._session,
+                statement,
+                rows,
+                concurrency=CHUNKS_PER_PAGE,
+                raise_on_first_error=False,
             ):
                 if not ok:
                     raise result

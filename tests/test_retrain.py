@@ -29,10 +29,19 @@ from flaskandmnist.registry import ModelRegistry
 #: What the issue asks of a switch: every worker serves the new version within this.
 SWITCH_S = 10.0
 #: Continental 1s people post and correct, and others (of other MNIST digits) to evaluate.
-POSTED = 120
+POSTED = 200
 EVALUATED = 300
-#: A retrain small enough for a test on two cores.
-RETRAIN = ("--mnist-sample", "3000", "--epochs", "2", "--replay-last", "200")
+#: A retrain small enough for a test on two cores; enough held back to compare on.
+RETRAIN = (
+    "--mnist-sample",
+    "6000",
+    "--epochs",
+    "1",
+    "--holdout-share",
+    "0.3",
+    "--replay-last",
+    "300",
+)
 
 
 def call(url: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
@@ -101,7 +110,9 @@ def test_a_model_retrained_on_corrections_learns_the_style_and_is_served_after_p
         comparison = candidate.card["comparison"]
         assert comparison["against"] == classifier.version
         assert comparison["replay"]["count"] == POSTED  # every stored prediction
+        assert comparison["replay"]["changed_count"] > 0
         held = comparison["held_out_corrections"]
+        assert held["count"] == trained_on["held_out"]
         assert held["candidate"] > held["active"]
 
         # Continental 1s of other MNIST digits than those corrected.

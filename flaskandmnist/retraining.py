@@ -35,14 +35,14 @@ from flaskandmnist.training import (
     ARCHITECTURE,
     OUTPUTS,
     HyperParameters,
+    _library_versions,
+    _with_negatives,
     figures,
     fit,
     fit_temperature,
-    library_versions,
     save_weights,
     version_name,
     warm_started,
-    with_negatives,
 )
 
 #: The MNIST digits HyperParameters.negatives are counted for (the shipped model's
@@ -115,11 +115,11 @@ def fine_tune(
         len(pool_x), min(ft.mnist_sample, len(pool_x)), replace=False
     )
     # The negatives in the proportion the shipped model learnt them.
-    digits_x, digits_y = with_negatives(
+    digits_x, digits_y = _with_negatives(
         pool_x[chosen], pool_y[chosen], hp, len(chosen) / _SHIPPED_TRAIN_DIGITS, ft.seed
     )
     val_share = 0.2 * ft.validation_size / _SHIPPED.validation_size
-    val_set = with_negatives(val_x, val_y, hp, val_share, ft.seed + 1)
+    val_set = _with_negatives(val_x, val_y, hp, val_share, ft.seed + 1)
     repeats = ft.repeats(len(corrections[1]))
     train_set = (
         np.concatenate([digits_x, *[corrections[0]] * repeats]),
@@ -150,7 +150,7 @@ def fine_tune(
         "fine_tuning": asdict(ft) | {"repeats": repeats},
         "temperature": round(temperature, 4),
         "trained_on": trained_on,
-        "library_versions": library_versions(),
+        "library_versions": _library_versions(),
     }
     print("evaluating the candidate as served (LiteRT, int8) ...", flush=True)
     classifier = Classifier(save_litert(model, out_path, card), card)

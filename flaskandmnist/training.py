@@ -171,7 +171,7 @@ def _dataset(
     return ds.map(one_hot).prefetch(tf.data.AUTOTUNE)
 
 
-def with_negatives(
+def _with_negatives(
     images: np.ndarray, labels: np.ndarray, hp: HyperParameters, share: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Float images and labels with the synthetic negatives (label NOT_A_DIGIT) added."""
@@ -218,7 +218,7 @@ def warm_started(path: str, dropout: float) -> keras.Model:
     return model
 
 
-def library_versions() -> dict[str, str]:
+def _library_versions() -> dict[str, str]:
     names = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow")
     versions = {"python": platform.python_version()}
     for name in names:
@@ -249,8 +249,8 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         data.train_images, data.train_labels, hp.validation_size, hp.seed
     )
     started = time.monotonic()
-    train_set = with_negatives(train_x, train_y, hp, 1.0, hp.seed)
-    val_set = with_negatives(val_x, val_y, hp, 0.2, hp.seed + 1)
+    train_set = _with_negatives(train_x, train_y, hp, 1.0, hp.seed)
+    val_set = _with_negatives(val_x, val_y, hp, 0.2, hp.seed + 1)
     print(
         f"{len(train_set[1])} training images ({len(train_set[1]) - len(train_y)} not digits), "
         f"{len(val_set[1])} validation images",
@@ -281,7 +281,7 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
             "validation_negatives": len(val_set[1]) - len(val_x),
             "md5_uncompressed": data.checksums,
         },
-        "library_versions": library_versions(),
+        "library_versions": _library_versions(),
     }
     # Evaluated as served: the LiteRT model, int8 weights, calibrated.
     classifier = Classifier(save_litert(model, out_path, card), card)

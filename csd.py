@@ -181,11 +181,22 @@ TABLES = (
             ("litert_sha256", "text"),
             ("litert_size", "int"),
             ("chunks", "int"),
+            # The Keras weights a retrain starts from; null for versions registered without.
+            ("weights_sha256", "text"),
+            ("weights_size", "int"),
+            ("weights_chunks", "int"),
         ),
     ),
     Table(
         name="model_chunks",
         comment="The LiteRT file of one model version, in chunks, in order",
+        partition_key=(("version", "text"),),
+        clustering=(("chunk", "int", "ASC"),),
+        columns=(("data", "blob"),),
+    ),
+    Table(
+        name="model_weight_chunks",
+        comment="The Keras weights file of one model version, in chunks, in order",
         partition_key=(("version", "text"),),
         clustering=(("chunk", "int", "ASC"),),
         columns=(("data", "blob"),),

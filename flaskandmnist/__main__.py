@@ -1,15 +1,17 @@
 """Command line: ``python -m flaskandmnist {train,export,evaluate,predict,register,models,
-promote,rollback} ...``.
+promote,rollback,retrain} ...``.
 
 ``predict`` and ``evaluate`` run the LiteRT model with the serving requirements alone;
-``train`` and ``export`` import TensorFlow (requirements-train.txt) inside the command.
-``register``, ``models``, ``promote`` and ``rollback`` work on the model registry in
-Cassandra (flaskandmnist/registry.py): operator commands, never reachable from the web.
+``train``, ``export`` and ``retrain`` import TensorFlow (requirements-train.txt) inside the
+command. ``register``, ``models``, ``promote``, ``rollback`` and ``retrain`` work on the
+model registry in Cassandra (flaskandmnist/registry.py): operator commands, never
+reachable from the web.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import time
@@ -20,7 +22,10 @@ import numpy as np
 
 from . import negatives
 from .classifier import Classifier, ModelNotFoundError, card_path, litert_path
+from .comparison import format_comparison
 from .config import Settings
+from .correction_set import RetrainError, read_corrections, starting_version
+from .domain import SOURCES
 from .evaluation import (
     calibration_error,
     evaluate,
@@ -31,8 +36,8 @@ from .evaluation import (
 from .imaging import ImageError, mnist_to_png, to_mnist
 from .mnist import Mnist, MnistError, load_mnist, to_float
 from .model_versions import Activation, RegistryError
-from .registry import open_registry
-from .storage import StorageError
+from .registry import ModelRegistry, open_registry
+from .storage import PredictionStore, StorageError
 
 #: What train, export and the robustness suite import beyond the serving requirements.
 TRAINING_MODULES = frozenset({"tensorflow", "keras", "skimage"})
@@ -139,9 +144,16 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
 
 def _register(args: argparse.Namespace, settings: Settings) -> int:
     classifier = Classifier.load(args.model)
+    # The weights, when they lie there too, are what a retrain starts from.
+    weights = args.model.read_bytes() if args.model.is_file() else None
     with open_registry(settings.cassandra) as registry:
-        registered = registry.register(classifier.card, classifier.litert, parent=args.parent)
-    print(f"registered {registered.version} (sha256 {registered.litert_sha256}); not active")
+        registered = registry.register(
+            classifier.card, classifier.litert, parent=args.parent, weights=weights
+        )
+    kept = "with its weights" if registered.weights_sha256 else "without weights"
+    print(
+        f"registered {registered.version} (sha256 {registered.litert_sha256}), {kept}; not active"
+    )
     return 0
 
 
@@ -155,6 +167,8 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         accuracy = f"{v.test_accuracy:.2%}" if v.test_accuracy is not None else "-"
         created = v.created_at.strftime("%Y-%m-%d %H:%M")
         print(f"{mark}{v.version:40} {created:17} {accuracy:>10}  {v.parent or '-'}")
+        if comparison := v.card.get("comparison"):
+            print("    " + format_comparison(comparison).replace("\n", "\n    "))
     print(f"\nactive: {active_version or 'none (start the web app once)'}")
     if history:
         print("history, newest first:")
@@ -181,6 +195,52 @@ def _rollback(args: argparse.Namespace, settings: Settings) -> int:
         activation = registry.rollback()
     print(f"active: {activation.version}; every worker switches within seconds")
     return 0
+
+
+def _retrain(args: argparse.Namespace, settings: Settings) -> int:
+    store = PredictionStore.connect(settings.cassandra)
+    try:
+        registry = ModelRegistry(store.session, store.keyspace)
+        parent = starting_version(registry)
+        print(f"reading the stored corrections (starting from {parent.version})", flush=True)
+        corrections = read_corrections(
+            store, args.holdout_share, args.exclude_day, args.exclude_source
+        )
+        summary = corrections.summary()
+        print(json.dumps(summary), flush=True)
+        if not corrections.train:
+            raise RetrainError(
+                f"no corrections to learn from ({summary['held_out']} held back for "
+                f"evaluation, {summary['excluded']} excluded, {summary['unusable']} "
+                "unusable): correct some answers first"
+            )
+        data = load_mnist(settings.mnist_dir, settings.mnist_download)
+        from .retraining import FineTuning, retrain
+
+        overrides = {"epochs": args.epochs, "mnist_sample": args.mnist_sample}
+        fine_tuning = FineTuning(**{k: v for k, v in overrides.items() if v is not None})
+        registered = retrain(
+            store, registry, parent, corrections, data, fine_tuning, args.replay_last
+        )
+    finally:
+        store.close()
+    print(format_comparison(registered.card["comparison"]))
+    print(f"\npromote it with: scripts/run.sh promote {registered.version}")
+    return 0
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,10 +337,48 @@ def main(argv: list[str] | None = None) -> int:
     )
     rollback_cmd.set_defaults(handler=_rollback)
 
+    retrain_cmd = commands.add_parser(
+        "retrain",
+        help="fine-tune the active version on the stored corrections; register it, not active",
+    )
+    retrain_cmd.add_argument(
+        "--exclude-day",
+        type=dt.date.fromisoformat,
+        action="append",
+        default=[],
+        metavar="YYYY-MM-DD",
+        help="leave out the corrections of predictions made on this UTC day (repeatable)",
+    )
+    retrain_cmd.add_argument(
+        "--exclude-source",
+        choices=sorted(SOURCES),
+        action="append",
+        default=[],
+        help="leave out the corrections of predictions from this entry point (repeatable)",
+    )
+    retrain_cmd.add_argument(
+        "--holdout-share",
+        type=_share,
+        default=0.2,
+        help="share of the corrections held back to compare the models (by prediction id)",
+    )
+    retrain_cmd.add_argument("--epochs", type=_positive)
+    retrain_cmd.add_argument(
+        "--mnist-sample", type=_positive, help="MNIST training digits mixed in"
+    )
+    retrain_cmd.add_argument(
+        "--replay-last",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="replay the last N stored predictions with both models",
+    )
+    retrain_cmd.set_defaults(handler=_retrain)
+
     args = parser.parse_args(argv)
     try:
         return args.handler(args, Settings.from_env())
-    except (MnistError, ModelNotFoundError, RegistryError, StorageError) as exc:
+    except (MnistError, ModelNotFoundError, RegistryError, RetrainError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:

@@ -10,9 +10,11 @@ down, the process keeps serving the model it has.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -34,8 +36,17 @@ class ActiveModel:
     the poller; :meth:`close` stops it.
     """
 
-    def __init__(self, shipped: Classifier, stores: StoreConnector, poll_s: float = POLL_S) -> None:
+    def __init__(
+        self,
+        shipped: Classifier,
+        stores: StoreConnector,
+        poll_s: float = POLL_S,
+        shipped_weights: Path | None = None,
+    ) -> None:
         self._shipped = shipped
+        # Registered with the shipped model where they lie beside it (not in the container
+        # image, which leaves them out): a retrain starts from them.
+        self._shipped_weights = shipped_weights
         self._classifier = shipped
         self._stores = stores
         self._poll_s = poll_s
@@ -84,7 +95,9 @@ class ActiveModel:
         registry = self.registry_of(store)
         if not self._registered:
             try:
-                registry.register(self._shipped.card, self._shipped.litert)
+                registry.register(
+                    self._shipped.card, self._shipped.litert, weights=self._weights_file()
+                )
                 registry.activate_first(self._shipped.version)
             except RegistryError as error:  # another file under its name: trying again won't do
                 self._problem(f"the shipped model was not registered: {error}")
@@ -101,6 +114,17 @@ class ActiveModel:
         classifier.predict(np.zeros((1, *IMAGE_SHAPE), np.float32))
         previous, self._classifier = self._classifier, classifier
         logger.info("model registry: now serving %s (was %s)", classifier.version, previous.version)
+
+    def _weights_file(self) -> bytes | None:
+        """The shipped weights, if they lie beside the model and are the ones its card names."""
+        path = self._shipped_weights
+        if path is None or not path.is_file():
+            return None
+        weights = path.read_bytes()
+        if hashlib.sha256(weights).hexdigest() != self._shipped.card.get("weights_sha256"):
+            logger.warning("model registry: %s is not the weights file the card names", path)
+            return None
+        return weights
 
     def registry_of(self, store: PredictionStore) -> ModelRegistry:
         """The registry on ``store``'s session, its statements prepared once per session."""

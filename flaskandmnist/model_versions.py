@@ -20,13 +20,14 @@ class RegistryError(RuntimeError):
 
 
 class ChecksumError(RegistryError):
-    """A stored LiteRT file is not the one its version was registered with."""
+    """A stored LiteRT or weights file is not the one its version was registered with."""
 
 
 @dataclass(frozen=True)
 class ModelVersion:
     """A registered model: its card (metrics, hyper-parameters), the version it was made
-    from, what it was trained on, and its LiteRT file's checksum and size."""
+    from, what it was trained on, its LiteRT file's checksum and size, and its Keras
+    weights' (None for a version registered without them, which cannot be retrained)."""
 
     version: str
     card: dict[str, Any] = field(repr=False)
@@ -35,6 +36,8 @@ class ModelVersion:
     created_at: datetime
     litert_sha256: str
     litert_size: int
+    weights_sha256: str | None = None
+    weights_size: int | None = None
 
     @property
     def test_accuracy(self) -> float | None:

@@ -3,7 +3,9 @@
 The tables are created by ``csd.py``. A version's LiteRT file is stored in chunks
 (``model_chunks``, one partition per version) with its sha256 in ``model_versions``, so that
 every app instance loads the same bytes without a shared filesystem, and a file that
-changed or lost a chunk is refused on load (:class:`ChecksumError`).
+changed or lost a chunk is refused on load (:class:`ChecksumError`). Its Keras weights,
+which a retrain starts from, are stored the same way (``model_weight_chunks``); a version
+may have none (registered without them, or before they were kept).
 
 ``model_active`` holds the one active version; it changes only by compare-and-set (a
 lightweight transaction), so two operators promoting at once cannot both win, and several
@@ -14,6 +16,7 @@ appended to ``model_activations``: the history a rollback walks back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -43,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: Bytes per row of model_chunks: a few rows per page keep each response to a megabyte.
 CHUNK_BYTES = 256 * 1024
-#: Chunk rows read per page when loading a file.
+#: Chunk rows read per page when loading a file, and written at once when storing one: a
+#: whole weights file in flight overloads the driver's connection (ConnectionBusy).
 CHUNKS_PER_PAGE = 4
 #: model_versions, model_active and model_activations have a single partition.
 SCOPE = "all"
@@ -51,7 +55,8 @@ SCOPE = "all"
 HISTORY_ROWS = 1000
 
 _VERSION_COLUMNS = (
-    "version, card, parent, trained_on, created_at, litert_sha256, litert_size, chunks"
+    "version, card, parent, trained_on, created_at, litert_sha256, litert_size, chunks, "
+    "weights_sha256, weights_size, weights_chunks"
 )
 
 
@@ -84,7 +89,7 @@ class ModelRegistry:
 
         self._insert_version = prepare(
             f"INSERT INTO {ks}.model_versions (scope, {_VERSION_COLUMNS}) "
-            f"VALUES ('{SCOPE}', ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+            f"VALUES ('{SCOPE}', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
             idempotent=False,
         )
         self._select_version = prepare(
@@ -99,6 +104,18 @@ class ModelRegistry:
         )
         self._select_chunks = prepare(
             f"SELECT chunk, data FROM {ks}.model_chunks WHERE version = ?"
+        )
+        self._insert_weight_chunk = prepare(
+            f"INSERT INTO {ks}.model_weight_chunks (version, chunk, data) VALUES (?, ?, ?)"
+        )
+        self._select_weight_chunks = prepare(
+            f"SELECT chunk, data FROM {ks}.model_weight_chunks WHERE version = ?"
+        )
+        # Only ever sets the weights a version's card names, or that it was registered
+        # without: writing them twice writes the same values.
+        self._update_weights = prepare(
+            f"UPDATE {ks}.model_versions SET weights_sha256 = ?, weights_size = ?, "
+            f"weights_chunks = ? WHERE scope = '{SCOPE}' AND version = ?"
         )
         self._select_active = prepare(
             f"SELECT version, rollback_to, action, activated_at FROM {ks}.model_active "
@@ -131,31 +148,41 @@ class ModelRegistry:
         litert: bytes,
         parent: str | None = None,
         trained_on: dict[str, Any] | None = None,
+        weights: bytes | None = None,
     ) -> ModelVersion:
         """Registers the model whose card and LiteRT file these are, under the card's
-        ``model_version``; registering the same file again changes nothing (so that every
-        worker may do it on start). Raises RegistryError if the card names another file,
-        or the version is registered with another file."""
+        ``model_version``, with its Keras ``weights`` file if given; registering the same
+        file again changes nothing (so that every worker may do it on start), except that
+        a version registered without weights gets them. Raises RegistryError if the card
+        names another file, or the version is registered with another file."""
         version = card.get("model_version")
         if not isinstance(version, str) or not version:
             raise RegistryError("the model card gives no model_version")
         sha256 = hashlib.sha256(litert).hexdigest()
         if card.get("litert_sha256", sha256) != sha256:
             raise RegistryError(f"the card of {version} names another LiteRT file")
+        weights_sha256 = hashlib.sha256(weights).hexdigest() if weights is not None else None
+        if weights_sha256 is not None and card.get("weights_sha256", weights_sha256) != (
+            weights_sha256
+        ):
+            raise RegistryError(f"the card of {version} names another weights file")
         if (existing := self.get(version)) is not None:
-            return self._same_file(existing, sha256)
-        starts = range(0, len(litert), CHUNK_BYTES)
-        chunks = [litert[start : start + CHUNK_BYTES] for start in starts]
-        with _cassandra(f"store the LiteRT file of {version}"):
-            # The chunks first: a version row is only ever seen with its whole file.
-            for ok, result in execute_concurrent_with_args(
-                self._session,
-                self._insert_chunk,
-                [(version, index, chunk) for index, chunk in enumerate(chunks)],
-                raise_on_first_error=False,
-            ):
-                if not ok:
-                    raise result
+            existing = self._same_file(existing, sha256)
+            if weights is None or existing.weights_sha256 == weights_sha256:
+                return existing
+            if existing.weights_sha256 is not None:
+                raise RegistryError(
+                    f"version {version} is registered with other weights "
+                    f"(sha256 {existing.weights_sha256})"
+                )
+            return self._add_weights(existing, weights)
+        # The chunks first: a version row is only ever seen with its whole files.
+        chunks = self._store_chunks(self._insert_chunk, version, litert, "LiteRT file")
+        weight_chunks = (
+            self._store_chunks(self._insert_weight_chunk, version, weights, "weights")
+            if weights is not None
+            else None
+        )
         registered = ModelVersion(
             version=version,
             card=card,
@@ -164,6 +191,8 @@ class ModelRegistry:
             created_at=_now(),
             litert_sha256=sha256,
             litert_size=len(litert),
+            weights_sha256=weights_sha256,
+            weights_size=len(weights) if weights is not None else None,
         )
         with _cassandra(f"register {version}"):
             result = self._session.execute(
@@ -176,12 +205,45 @@ class ModelRegistry:
                     registered.created_at,
                     sha256,
                     len(litert),
-                    len(chunks),
+                    chunks,
+                    weights_sha256,
+                    registered.weights_size,
+                    weight_chunks,
                 ),
             )
         if not result.was_applied:  # another process registered it meanwhile
             return self._same_file(_version(result.one()), sha256)
         return registered
+
+    def _store_chunks(
+        self, statement: PreparedStatement, version: str, data: bytes, what: str
+    ) -> int:
+        """Writes ``data`` in chunks of CHUNK_BYTES; returns how many."""
+        starts = range(0, len(data), CHUNK_BYTES)
+        rows = [
+            (version, index, data[start : start + CHUNK_BYTES])
+            for index, start in enumerate(starts)
+        ]
+        with _cassandra(f"store the {what} of {version}"):
+            for ok, result in execute_concurrent_with_args(
+                self._session,
+                statement,
+                rows,
+                concurrency=CHUNKS_PER_PAGE,
+                raise_on_first_error=False,
+            ):
+                if not ok:
+                    raise result
+        return len(rows)
+
+    def _add_weights(self, existing: ModelVersion, weights: bytes) -> ModelVersion:
+        """Stores the weights of a version registered without them."""
+        version = existing.version
+        chunks = self._store_chunks(self._insert_weight_chunk, version, weights, "weights")
+        sha256 = hashlib.sha256(weights).hexdigest()
+        with _cassandra(f"record the weights of {version}"):
+            self._session.execute(self._update_weights, (sha256, len(weights), chunks, version))
+        return dataclasses.replace(existing, weights_sha256=sha256, weights_size=len(weights))
 
     @staticmethod
     def _same_file(existing: ModelVersion, sha256: str) -> ModelVersion:
@@ -208,23 +270,57 @@ class ModelRegistry:
         """The classifier of a registered version, from its stored LiteRT file; raises
         RegistryError if there is no such version, ChecksumError if the file is not the
         one registered."""
+        registered = self._registered(version)
+        litert = self._read_chunks(
+            self._select_chunks,
+            version,
+            "LiteRT file",
+            registered.litert_sha256,
+            registered.litert_size,
+        )
+        return Classifier(litert, registered.card)
+
+    def weights(self, version: str) -> bytes:
+        """The Keras weights file of a registered version, to start a retrain from; raises
+        RegistryError if it has none, ChecksumError if they are not the ones registered."""
+        registered = self._registered(version)
+        if registered.weights_sha256 is None or registered.weights_size is None:
+            raise RegistryError(
+                f"{version} has no Keras weights in the registry to start from: register "
+                f"them with `scripts/run.sh register path/to/its.weights.h5`"
+            )
+        return self._read_chunks(
+            self._select_weight_chunks,
+            version,
+            "weights",
+            registered.weights_sha256,
+            registered.weights_size,
+        )
+
+    def _registered(self, version: str) -> ModelVersion:
         if (registered := self.get(version)) is None:
             raise RegistryError(f"no model version {version!r} in the registry")
-        statement = self._select_chunks.bind((version,))
-        statement.fetch_size = CHUNKS_PER_PAGE
-        with _cassandra(f"read the LiteRT file of {version}"):
-            rows = [(row.chunk, row.data or b"") for row in self._session.execute(statement)]
-        litert = b"".join(data for _, data in rows)
+        return registered
+
+    def _read_chunks(
+        self, statement: PreparedStatement, version: str, what: str, sha256: str, size: int
+    ) -> bytes:
+        """A file stored by :meth:`_store_chunks`; ChecksumError unless whole and the one
+        registered."""
+        bound = statement.bind((version,))
+        bound.fetch_size = CHUNKS_PER_PAGE
+        with _cassandra(f"read the {what} of {version}"):
+            rows = [(row.chunk, row.data or b"") for row in self._session.execute(bound)]
+        data = b"".join(chunk for _, chunk in rows)
         complete = [index for index, _ in rows] == list(range(len(rows)))
-        sha256 = hashlib.sha256(litert).hexdigest()
-        if not complete or sha256 != registered.litert_sha256:
+        found = hashlib.sha256(data).hexdigest()
+        if not complete or found != sha256:
             raise ChecksumError(
-                f"the stored LiteRT file of {version} is damaged: {len(rows)} chunks of "
-                f"{len(litert)} bytes with sha256 {sha256}, registered as {registered.litert_size} "
-                f"bytes with sha256 {registered.litert_sha256}; register the model again "
-                "under a new version"
+                f"the stored {what} of {version} is damaged: {len(rows)} chunks of "
+                f"{len(data)} bytes with sha256 {found}, registered as {size} bytes with "
+                f"sha256 {sha256}; register the model again under a new version"
             )
-        return Classifier(litert, registered.card)
+        return data
 
     # --- the active version ---------------------------------------------------------------
 
@@ -337,6 +433,8 @@ def _version(row: Any) -> ModelVersion:
         created_at=_utc(row.created_at),
         litert_sha256=row.litert_sha256,
         litert_size=row.litert_size,
+        weights_sha256=row.weights_sha256,
+        weights_size=row.weights_size,
     )
 
 

@@ -39,6 +39,8 @@ from .mnist import Mnist, split_validation, to_float
 from .model import build_model, save_litert
 
 IMAGE_SIDE = IMAGE_SHAPE[0]
+ARCHITECTURE = "mnist_deep: conv5x5x32-pool-conv5x5x64-pool-fc1024-dropout-fc11"
+OUTPUTS = "digits 0-9, then not a digit"
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ def _dataset(
     return ds.map(one_hot).prefetch(tf.data.AUTOTUNE)
 
 
-def _with_negatives(
+def with_negatives(
     images: np.ndarray, labels: np.ndarray, hp: HyperParameters, share: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Float images and labels with the synthetic negatives (label NOT_A_DIGIT) added."""
@@ -204,7 +206,7 @@ def _examples(
     images: np.ndarray, labels: np.ndarray, hp: HyperParameters, negatives_share: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Float images and labels: the digits, the negatives and the redrawn digits."""
-    x, y = _with_negatives(images, labels, hp, negatives_share, seed)
+    x, y = with_negatives(images, labels, hp, negatives_share, seed)
     count = round(len(images) * hp.redrawn_share)
     redrawn_x, redrawn_y = suite.redraw(images, labels, hp.redrawn_changes, count, seed + 99)
     return np.concatenate([x, redrawn_x]), np.concatenate([y, redrawn_y])
@@ -253,7 +255,7 @@ def warm_started(path: str, dropout: float) -> keras.Model:
     return model
 
 
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     names = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pillow")
     versions = {"python": platform.python_version()}
     for name in names:
@@ -292,6 +294,56 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         f"{len(val_set[1])} validation images",
         flush=True,
     )
+    model = warm_started(hp.warm_start, hp.dropout) if hp.warm_start else build_model(hp.dropout)
+    fit(model, train_set, val_set, hp, verbose)
+    training_seconds = time.monotonic() - started
+
+    digest = save_weights(model, out_path)
+    temperature = fit_temperature(model.predict(val_set[0], verbose=0), val_set[1])
+    today = dt.datetime.now(dt.UTC)
+    card: dict[str, Any] = {
+        "model_version": version_name(today, digest),
+        "architecture": ARCHITECTURE,
+        "outputs": OUTPUTS,
+        "weights_file": out_path.name,
+        "weights_sha256": digest,
+        "trained_at": today.isoformat(timespec="seconds"),
+        "training_seconds": round(training_seconds, 1),
+        # As JSON holds them: the negatives' (kind, count) pairs as a mapping.
+        "hyper_parameters": asdict(hp) | {"negatives": dict(hp.negatives)},
+        "temperature": round(temperature, 4),
+        "data": {
+            "train_examples": len(train_x),
+            "train_negatives": int(np.sum(train_set[1] == NOT_A_DIGIT)),
+            "train_redrawn": int(np.sum(train_set[1] != NOT_A_DIGIT)) - len(train_x),
+            "validation_examples": len(val_x),
+            "validation_negatives": int(np.sum(val_set[1] == NOT_A_DIGIT)),
+            "validation_redrawn": int(np.sum(val_set[1] != NOT_A_DIGIT)) - len(val_x),
+            "md5_uncompressed": data.checksums,
+        },
+        "library_versions": library_versions(),
+    }
+    # Evaluated as served: the LiteRT model, int8 weights, calibrated.
+    classifier = Classifier(save_litert(model, out_path, card), card)
+    card.update(figures(classifier, data))
+    card_path(out_path).write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def version_name(when: dt.datetime, weights_sha256: str) -> str:
+    """A model version's name: the day it was trained and its weights' checksum."""
+    return f"mnist-deep-{when:%Y%m%d}-{weights_sha256[:8]}"
+
+
+def fit(
+    model: keras.Model,
+    train_set: tuple[np.ndarray, np.ndarray],
+    val_set: tuple[np.ndarray, np.ndarray],
+    hp: HyperParameters,
+    verbose: int = 2,
+) -> None:
+    """Trains ``model`` on float images and labels, augmented, with the learning rate
+    schedule and weight averaging of ``hp``; it ends with the averaged weights."""
     steps_per_epoch = math.ceil(len(train_set[1]) / hp.batch_size)
     warmup = hp.warmup_epochs * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -301,7 +353,6 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         warmup_target=hp.learning_rate,
         warmup_steps=warmup,
     )
-    model = warm_started(hp.warm_start, hp.dropout) if hp.warm_start else build_model(hp.dropout)
     model.compile(
         optimizer=keras.optimizers.Adam(
             schedule, use_ema=hp.ema_momentum > 0, ema_momentum=hp.ema_momentum
@@ -320,38 +371,6 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         # Validate the averaged weights, which are the ones kept at the end.
         callbacks=[keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if hp.ema_momentum else [],
     )
-    training_seconds = time.monotonic() - started
-
-    digest = save_weights(model, out_path)
-    temperature = fit_temperature(model.predict(val_set[0], verbose=0), val_set[1])
-    today = dt.datetime.now(dt.UTC)
-    card: dict[str, Any] = {
-        "model_version": f"mnist-deep-{today:%Y%m%d}-{digest[:8]}",
-        "architecture": "mnist_deep: conv5x5x32-pool-conv5x5x64-pool-fc1024-dropout-fc11",
-        "outputs": "digits 0-9, then not a digit",
-        "weights_file": out_path.name,
-        "weights_sha256": digest,
-        "trained_at": today.isoformat(timespec="seconds"),
-        "training_seconds": round(training_seconds, 1),
-        # As JSON holds them: the negatives' (kind, count) pairs as a mapping.
-        "hyper_parameters": asdict(hp) | {"negatives": dict(hp.negatives)},
-        "temperature": round(temperature, 4),
-        "data": {
-            "train_examples": len(train_x),
-            "train_negatives": int(np.sum(train_set[1] == NOT_A_DIGIT)),
-            "train_redrawn": int(np.sum(train_set[1] != NOT_A_DIGIT)) - len(train_x),
-            "validation_examples": len(val_x),
-            "validation_negatives": int(np.sum(val_set[1] == NOT_A_DIGIT)),
-            "validation_redrawn": int(np.sum(val_set[1] != NOT_A_DIGIT)) - len(val_x),
-            "md5_uncompressed": data.checksums,
-        },
-        "library_versions": _library_versions(),
-    }
-    # Evaluated as served: the LiteRT model, int8 weights, calibrated.
-    classifier = Classifier(save_litert(model, out_path, card), card)
-    card.update(figures(classifier, data))
-    card_path(out_path).write_text(json.dumps(card, indent=2) + "\n")
-    return card
 
 
 def figures(classifier: Classifier, data: Mnist) -> dict[str, Any]:

@@ -1,13 +1,16 @@
 """What many tests need, in one place: the repository and MNIST folders, free ports, waiting
-on a condition, and the web service under real gunicorn as production runs it."""
+on a condition, the web service under real gunicorn as production runs it, a client posting
+to it throughout, and the operator's command line."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -114,3 +117,67 @@ def gunicorn(env: Mapping[str, str], log: Path, workers: int = 2) -> Iterator[st
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def run_cli(env: Mapping[str, str], *args: str, timeout: float = 120) -> str:
+    """``python -m flaskandmnist ARGS`` as an operator runs it; its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "flaskandmnist", *args],
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+class Poster:
+    """Posts a digit to the server again and again in a thread, keeping every answer."""
+
+    def __init__(self, url: str, png: bytes) -> None:
+        self.answers: list[tuple[int, str, str]] = []  # status, model_version, record url
+        self.failures: list[str] = []
+        self._url, self._png = url, png
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            request = urllib.request.Request(
+                f"{self._url}/api/v1/predictions",
+                data=self._png,
+                headers={"Content-Type": "image/png"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    body = json.load(response)
+                    self.answers.append((response.status, body["model_version"], body["url"]))
+            except (urllib.error.URLError, OSError) as error:
+                self.failures.append(repr(error))
+
+    def versions_since(self, start: int) -> list[str]:
+        """The versions of the answers after the first ``start``."""
+        return [version for _, version, _ in self.answers[start:]]
+
+    def __enter__(self) -> Poster:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def serves_only(poster: Poster, version: str) -> Callable[[], bool]:
+    """Whether the last ten answers from now on all came from ``version``: then both
+    workers have switched."""
+    start = len(poster.answers)
+
+    def switched() -> bool:
+        versions = poster.versions_since(start)
+        return len(versions) >= 10 and set(versions[-10:]) == {version}
+
+    return switched

@@ -101,3 +101,36 @@ def test_a_worker_keeps_its_model_when_the_promoted_file_is_damaged(
 
     assert predicted_version(client, digit_pngs[7]) == classifier.version
     assert client.get("/readyz").get_json()["model"] == classifier.version
+
+
+def test_a_retrained_candidate_shows_its_comparison_and_changed_answers(
+    make_app: Callable[..., Flask], classifier: Classifier, digit_pngs: dict[int, bytes]
+) -> None:
+    app = make_app()
+    client = app.test_client()
+    posted = client.post("/api/v1/predictions", data=digit_pngs[7], content_type="image/png")
+    changed_id = posted.get_json()["id"]
+    comparison = {
+        "against": classifier.version,
+        "mnist_test_accuracy": {"candidate": 0.9941, "active": 0.9942},
+        "held_out_corrections": {"count": 40, "candidate": 0.925, "active": 0.6},
+        "replay": {
+            "count": 10,
+            "agreement": 0.9,
+            "changed_count": 1,
+            "changed": [{"id": changed_id, "old": 7, "new": None}],
+        },
+    }
+    card = {**classifier.card, "model_version": "retrained", "comparison": comparison}
+    with app.app_context():
+        services().registry.register(card, classifier.litert, parent=classifier.version)
+
+    [listed] = [v for v in client.get("/api/v1/models").get_json()["versions"] if v["comparison"]]
+    assert listed["version"] == "retrained" and listed["comparison"] == comparison
+
+    html = client.get("/models").get_data(as_text=True)
+    assert 'data-comparison="retrained"' in html
+    assert "92.50%" in html and "60.00%" in html and "1 would change" in html
+    thumbnail = f"/api/v1/predictions/{changed_id}/input.png"
+    assert f'src="{thumbnail}"' in html and "7 &rarr; not a digit" in html
+    assert client.get(thumbnail).status_code == 200

@@ -14,6 +14,7 @@ from cassandra_server import CassandraServer
 
 from flaskandmnist.__main__ import main
 from flaskandmnist.classifier import Classifier
+from flaskandmnist.config import DEFAULT_MODEL_PATH
 from flaskandmnist.model_versions import (
     ChecksumError,
     ModelVersion,
@@ -124,6 +125,59 @@ def test_a_missing_chunk_is_refused_on_load(
     )
     with pytest.raises(ChecksumError):
         registry.load(classifier.version)
+
+
+@pytest.fixture(scope="module")
+def shipped_weights() -> bytes:
+    return DEFAULT_MODEL_PATH.read_bytes()
+
+
+def test_registered_weights_come_back_whole_from_their_chunks(
+    registry: ModelRegistry, classifier: Classifier, shipped_weights: bytes
+) -> None:
+    assert len(shipped_weights) > 2 * CHUNK_BYTES  # stored in several chunks
+    registered = registry.register(classifier.card, classifier.litert, weights=shipped_weights)
+
+    assert registry.weights(classifier.version) == shipped_weights
+    assert registered.weights_size == len(shipped_weights)
+    assert registry.get(classifier.version) == registered
+    assert registered.weights_sha256 == classifier.card["weights_sha256"]
+
+
+def test_a_version_registered_without_weights_stays_readable_and_gets_them_later(
+    registry: ModelRegistry, classifier: Classifier, shipped_weights: bytes
+) -> None:
+    first = registry.register(classifier.card, classifier.litert)
+    assert first.weights_sha256 is None
+    assert registry.load(classifier.version).litert == classifier.litert
+    with pytest.raises(RegistryError, match="no Keras weights in the registry to start from"):
+        registry.weights(classifier.version)
+
+    again = registry.register(classifier.card, classifier.litert, weights=shipped_weights)
+
+    assert again.weights_sha256 == classifier.card["weights_sha256"]
+    assert registry.weights(classifier.version) == shipped_weights
+    # Once kept, registering again (with or without them) changes nothing.
+    assert registry.register(classifier.card, classifier.litert) == registry.get(classifier.version)
+
+
+def test_weights_other_than_the_card_names_are_refused(
+    registry: ModelRegistry, classifier: Classifier, shipped_weights: bytes
+) -> None:
+    with pytest.raises(RegistryError, match="names another weights file"):
+        registry.register(classifier.card, classifier.litert, weights=shipped_weights[:-1])
+
+
+def test_damaged_weights_are_refused(
+    registry: ModelRegistry, classifier: Classifier, cql_session: Session, shipped_weights: bytes
+) -> None:
+    registry.register(classifier.card, classifier.litert, weights=shipped_weights)
+    cql_session.execute(
+        f"DELETE FROM {registry.keyspace}.model_weight_chunks WHERE version = %s AND chunk = 2",
+        (classifier.version,),
+    )
+    with pytest.raises(ChecksumError, match=r"weights of .* damaged"):
+        registry.weights(classifier.version)
 
 
 def test_loading_an_unknown_version_says_so(registry: ModelRegistry) -> None:

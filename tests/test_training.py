@@ -109,3 +109,10 @@ def test_temperature_is_fitted_to_the_labels() -> None:
     true_probabilities = np.exp(true_logits) / np.exp(true_logits).sum(axis=1, keepdims=True)
     labels = np.array([rng.choice(3, p=p) for p in true_probabilities])
     assert fit_temperature(2 * true_logits, labels) == pytest.approx(2.0, rel=0.15)
+
+
+def test_a_retrain_repeats_corrections_to_a_tenth_of_its_mnist_sample_at_most_ten_times() -> None:
+    from flaskandmnist.retraining import FineTuning
+
+    fine_tuning = FineTuning(mnist_sample=10_000)
+    assert [fine_tuning.repeats(n) for n in (0, 20, 100, 300, 3000)] == [0, 10, 10, 3, 1]

@@ -233,6 +233,9 @@ def model_version_json(version: ModelVersion, active: bool) -> dict[str, Any]:
         "test_accuracy": version.test_accuracy,
         "litert_sha256": version.litert_sha256,
         "litert_size": version.litert_size,
+        "has_weights": version.weights_sha256 is not None,
+        # A retrained candidate against the version active when it was made (its card's).
+        "comparison": version.card.get("comparison"),
         "card": version.card,
     }
 

@@ -47,7 +47,7 @@ class Services:
         stores = StoreConnector(settings.cassandra)
         recorder = Recorder(settings, stores)
         recorder.start()
-        model = ActiveModel(classifier, stores)
+        model = ActiveModel(classifier, stores, shipped_weights=settings.model_path)
         model.start()
         recognizer = Recognizer(model, settings, recorder)
         return cls(settings, model, recognizer, recorder, stores)

@@ -309,8 +309,9 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         "weights_sha256": digest,
         "trained_at": today.isoformat(timespec="seconds"),
         "training_seconds": round(training_seconds, 1),
-        # As JSON holds them: the negatives' (kind, count) pairs as a mapping.
-        "hyper_parameters": asdict(hp) | {"negatives": dict(hp.negatives)},
+        # As JSON holds them: the negatives' (kind, count) pairs as a mapping, the changes a list.
+        "hyper_parameters": asdict(hp)
+        | {"negatives": dict(hp.negatives), "redrawn_changes": list(hp.redrawn_changes)},
         "temperature": round(temperature, 4),
         "data": {
             "train_examples": len(train_x),

@@ -62,6 +62,7 @@ def test_short_training_run_writes_weights_and_model_card(
     assert json.loads(card_path(out).read_text()) == card
     assert card["data"]["train_examples"] == 2500 and card["data"]["validation_examples"] == 500
     assert card["data"]["train_negatives"] == 40 * len(KINDS)
+    assert card["data"]["train_redrawn"] == 1250  # half as many again, none refused as blank
     assert 0.25 <= card["temperature"] <= 4.0
     assert set(card["held_out_negatives_refused"]) == set(KINDS)
     assert card["hyper_parameters"]["seed"] == 3

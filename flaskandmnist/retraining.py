@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from flaskandmnist.classifier import Classifier, card_path
+from flaskandmnist.classifier import NOT_A_DIGIT, Classifier, card_path
 from flaskandmnist.comparison import compare, replay_images
 from flaskandmnist.correction_set import CorrectionSet, stack
 from flaskandmnist.mnist import Mnist, split_validation
@@ -35,6 +35,7 @@ from flaskandmnist.training import (
     ARCHITECTURE,
     OUTPUTS,
     HyperParameters,
+    examples,
     figures,
     fit,
     fit_temperature,
@@ -42,7 +43,6 @@ from flaskandmnist.training import (
     save_weights,
     version_name,
     warm_started,
-    with_negatives,
 )
 
 #: The MNIST digits HyperParameters.negatives are counted for (the shipped model's
@@ -114,12 +114,13 @@ def fine_tune(
     chosen = np.random.default_rng(ft.seed).choice(
         len(pool_x), min(ft.mnist_sample, len(pool_x)), replace=False
     )
-    # The negatives in the proportion the shipped model learnt them.
-    digits_x, digits_y = with_negatives(
+    # The negatives in the proportion the shipped model learnt them, and the digits also
+    # redrawn as in its training: a candidate keeps reading drawings and small photos.
+    digits_x, digits_y = examples(
         pool_x[chosen], pool_y[chosen], hp, len(chosen) / _SHIPPED_TRAIN_DIGITS, ft.seed
     )
     val_share = 0.2 * ft.validation_size / _SHIPPED.validation_size
-    val_set = with_negatives(val_x, val_y, hp, val_share, ft.seed + 1)
+    val_set = examples(val_x, val_y, hp, val_share, ft.seed + 1)
     repeats = ft.repeats(len(corrections[1]))
     train_set = (
         np.concatenate([digits_x, *[corrections[0]] * repeats]),
@@ -127,7 +128,8 @@ def fine_tune(
     )
     print(
         f"fine-tuning {parent} for {ft.epochs} epochs on {len(train_set[1])} images: "
-        f"{len(chosen)} MNIST digits, {len(digits_y) - len(chosen)} not digits, "
+        f"{len(chosen)} MNIST digits, {np.sum(digits_y == NOT_A_DIGIT)} not digits, "
+        f"{np.sum(digits_y != NOT_A_DIGIT) - len(chosen)} redrawn digits, "
         f"{len(corrections[1])} corrections x {repeats}",
         flush=True,
     )

@@ -190,7 +190,7 @@ def _dataset(
     return ds.map(one_hot).prefetch(tf.data.AUTOTUNE)
 
 
-def with_negatives(
+def _with_negatives(
     images: np.ndarray, labels: np.ndarray, hp: HyperParameters, share: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Float images and labels with the synthetic negatives (label NOT_A_DIGIT) added."""
@@ -202,11 +202,11 @@ def with_negatives(
     )
 
 
-def _examples(
+def examples(
     images: np.ndarray, labels: np.ndarray, hp: HyperParameters, negatives_share: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Float images and labels: the digits, the negatives and the redrawn digits."""
-    x, y = with_negatives(images, labels, hp, negatives_share, seed)
+    x, y = _with_negatives(images, labels, hp, negatives_share, seed)
     count = round(len(images) * hp.redrawn_share)
     redrawn_x, redrawn_y = suite.redraw(images, labels, hp.redrawn_changes, count, seed + 99)
     return np.concatenate([x, redrawn_x]), np.concatenate([y, redrawn_y])
@@ -217,7 +217,7 @@ def validation_examples(data: Mnist, hp: HyperParameters) -> tuple[np.ndarray, n
     _, (val_x, val_y) = split_validation(
         data.train_images, data.train_labels, hp.validation_size, hp.seed
     )
-    return _examples(val_x, val_y, hp, 0.2, hp.seed + 1)
+    return examples(val_x, val_y, hp, 0.2, hp.seed + 1)
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -286,7 +286,7 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
         data.train_images, data.train_labels, hp.validation_size, hp.seed
     )
     started = time.monotonic()
-    train_set = _examples(train_x, train_y, hp, 1.0, hp.seed)
+    train_set = examples(train_x, train_y, hp, 1.0, hp.seed)
     val_set = validation_examples(data, hp)
     print(
         f"{len(train_set[1])} training images ({np.sum(train_set[1] == NOT_A_DIGIT)} not "

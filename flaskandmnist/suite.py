@@ -150,6 +150,17 @@ def slices() -> dict[str, Slice]:
     }
 
 
+def _through_pipeline(
+    change: Slice, digit: np.ndarray, rng: np.random.Generator
+) -> np.ndarray | None:
+    """``digit`` changed by ``change`` and sent through the serving pipeline; None when the
+    pipeline refuses it as blank."""
+    try:
+        return to_mnist_array(change(_enlarge(digit), rng))
+    except ImageError:
+        return None
+
+
 def redraw(
     digits: np.ndarray, labels: np.ndarray, changes: Sequence[str], count: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -160,12 +171,10 @@ def redraw(
     made = slices()
     inputs, kept = [], []
     for which in rng.choice(len(digits), size=count, replace=False):
-        change = made[changes[rng.integers(len(changes))]]
-        try:
-            inputs.append(to_mnist_array(change(_enlarge(digits[which]), rng)))
-        except ImageError:
-            continue
-        kept.append(labels[which])
+        redrawn = _through_pipeline(made[changes[rng.integers(len(changes))]], digits[which], rng)
+        if redrawn is not None:
+            inputs.append(redrawn)
+            kept.append(labels[which])
     empty = np.empty((0, 28, 28), np.float32)
     return (np.stack(inputs) if inputs else empty), np.asarray(kept, np.int32)
 
@@ -195,11 +204,9 @@ def run(
             chosen = rng.choice(len(digits), size=per_slice, replace=False)
         inputs, refused_blank = [], np.zeros(len(chosen), bool)
         for i, which in enumerate(chosen):
-            try:
-                inputs.append(to_mnist_array(change(_enlarge(digits[which]), rng)))
-            except ImageError:
-                refused_blank[i] = True
-                inputs.append(np.zeros((28, 28), np.float32))
+            changed = _through_pipeline(change, digits[which], rng)
+            refused_blank[i] = changed is None
+            inputs.append(np.zeros((28, 28), np.float32) if changed is None else changed)
         probabilities = classifier.probabilities(np.stack(inputs))
         truth = labels[chosen]
         answered = np.where(refused_blank, -1, answers(probabilities))

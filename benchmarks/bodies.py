@@ -4,7 +4,7 @@ Deterministic: the same digit index and seed give the same bytes. Each workload 
 kind of client really sends:
 
 - ``canvas``: the home page's drawing pad, a JSON body with the data URI of its PNG export
-  (RGBA, 280x280, black ink on opaque white paper, anti-aliased edges), as
+  (RGBA, 140x140, black ink on opaque white paper, anti-aliased edges), as
   ``flaskandmnist/web/static/canvas.js`` paints it;
 - ``photo``: a phone photo of the digit on paper, a 12 megapixel JPEG (4032x3024) of grey
   paper under uneven light, with sensor noise;
@@ -24,7 +24,7 @@ from PIL import Image
 
 WORKLOADS = ("canvas", "photo", "scan", "mnist28")
 #: The pad's export side (EXPORT_SIDE in canvas.js).
-CANVAS_SIDE = 280
+CANVAS_SIDE = 140
 PHOTO_SIZE = (4032, 3024)
 SCAN_SIZE = (1000, 1000)
 

@@ -340,7 +340,7 @@ def test_desktop_draw_upload_history_and_correct(
     expect(page).to_have_url(f"{server}{drawn[7]['page_url']}")
     expect(page.locator("h1")).to_have_text("Recognised as 7")
     original = page.locator(".original-frame img")
-    assert original.evaluate("img => img.complete && img.naturalWidth") == 280
+    assert original.evaluate("img => img.complete && img.naturalWidth") == 140
     page.locator("[data-correction] button", has_text="1").click()
     expect(page.locator(".notice-success")).to_have_text(
         "Thank you: corrected to 1 (the model said 7)."

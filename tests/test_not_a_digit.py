@@ -20,24 +20,24 @@ from flaskandmnist.imaging import mnist_to_png, to_mnist
 from flaskandmnist.mnist import Mnist, to_float
 from flaskandmnist.negatives import FONT_DIR
 
-#: The drawing pad's export: 280 px, black on white, a round pen 7.5 % of the side.
-SIDE, PEN = 280, 21
+#: The drawing pad's export: 140 px, black on white, a round pen 7.5 % of the side.
+SIDE, PEN = 140, 11
 
 
 def _scribble(draw: ImageDraw.ImageDraw) -> None:
-    points = np.random.default_rng(7).uniform(60, 220, size=(14, 2))
+    points = np.random.default_rng(7).uniform(30, 110, size=(14, 2))
     draw.line([tuple(p) for p in points], fill=0, width=PEN, joint="curve")
 
 
 def _letter(draw: ImageDraw.ImageDraw) -> None:
     # A serif face: the fonts training drew its letters from are sans and mono.
-    font = ImageFont.truetype(str(FONT_DIR / "DejaVuSerif.ttf"), 200)
+    font = ImageFont.truetype(str(FONT_DIR / "DejaVuSerif.ttf"), 100)
     draw.text((SIDE / 2, SIDE / 2), "W", fill=0, font=font, anchor="mm")
 
 
 DRAWINGS: dict[str, Callable[[ImageDraw.ImageDraw], None]] = {
-    "dot": lambda draw: draw.ellipse((130, 130, 130 + PEN, 130 + PEN), fill=0),
-    "line": lambda draw: draw.line([(50, 150), (230, 130)], fill=0, width=PEN),
+    "dot": lambda draw: draw.ellipse((65, 65, 65 + PEN, 65 + PEN), fill=0),
+    "line": lambda draw: draw.line([(25, 75), (115, 65)], fill=0, width=PEN),
     "scribble": _scribble,
     "letter": _letter,
 }

@@ -4,13 +4,17 @@
 /**
  * Line width as a fraction of the pad's side. The server crops the ink and scales it to
  * 20 of 28 pixels, as MNIST was made; MNIST strokes are 2-3 of those pixels wide, which a
- * digit filling most of the pad gets from a line 7.5% of the side (21 px on 280 px).
+ * digit filling most of the pad gets from a line 7.5% of the side (10.5 px on 140 px).
  */
 const STROKE = 0.075;
 const INK = "#000";
 const PAPER = "#fff";
-/** Side of the exported PNG: a fixed size, whatever the screen's pixel density. */
-const EXPORT_SIDE = 280;
+/**
+ * Side of the exported PNG: a fixed size, whatever the screen's pixel density. Five times
+ * the model's 28 px keeps every stroke's shape; a larger export only makes the upload, its
+ * decoding on the server and the stored original larger.
+ */
+const EXPORT_SIDE = 140;
 
 /** Paints strokes (lists of [x, y] in 0..1) onto a square context of `side` pixels. */
 function paint(context, strokes, side) {

@@ -81,6 +81,10 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
         )
         results = suite.run(classifier, data.test_images, data.test_labels, per_slice)
         print(suite.format_results(results))
+        if args.update_card:
+            card = classifier.card | {"robustness_suite": suite.card_figures(results)}
+            card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+            print(f"wrote the suite's figures into {card_path(model_path)}")
     elif args.refusal_thresholds:
         from .training import HyperParameters, validation_examples
 
@@ -302,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         "--update-card",
         action="store_true",
         help="measure the model card's figures again and write them into the card (after a "
-        "change to how answers are read from the model's probabilities)",
+        "change to how answers are read from the model's probabilities); with --suite, "
+        "write the suite's figures per slice into the card",
     )
     eval_cmd.set_defaults(handler=_evaluate)
 

@@ -16,6 +16,7 @@ import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -222,6 +223,22 @@ def run(
             )
         )
     return results
+
+
+def card_figures(results: list[SliceResult]) -> dict[str, Any]:
+    """The suite's figures as the model card records them: each slice's accuracy, refusals
+    and calibration error, and how many test digits each was measured on."""
+    return {
+        "images_per_slice": results[0].images if results else 0,
+        "slices": {
+            r.name: {
+                "accuracy": round(r.accuracy, 5),
+                "refused": round(r.refused, 5),
+                "calibration_error": round(r.calibration_error, 5),
+            }
+            for r in results
+        },
+    }
 
 
 def format_results(results: list[SliceResult]) -> str:

@@ -76,13 +76,16 @@ class HyperParameters:
     )
     # A share of the training digits also redrawn by these changes of the robustness suite
     # (suite.redraw) and sent through the pipeline: a pen's strokes, a low-resolution photo,
-    # bold ink.
+    # bold ink. Each redrawn digit gets one change, drawn from this list: the two that
+    # augmenting 28x28 digits imitates least are listed twice.
     redrawn_share: float = 0.5
     redrawn_changes: tuple[str, ...] = (
         "pen 1-4%",
         "pen 4-8%",
         "pen 8-12%",
         "downsampled 8-16 px",
+        "downsampled 8-16 px",
+        "bold",
         "bold",
     )
     # Weights are the exponential moving average of the steps' weights.

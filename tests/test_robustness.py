@@ -4,12 +4,17 @@ photographed) runs on a sample here and in full from `evaluate --suite`."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from flaskandmnist import suite
 from flaskandmnist.__main__ import main
-from flaskandmnist.classifier import Classifier
+from flaskandmnist.classifier import Classifier, card_path, litert_path
+from flaskandmnist.config import DEFAULT_MODEL_PATH
 from flaskandmnist.evaluation import calibration_error
 from flaskandmnist.mnist import Mnist, to_float
 
@@ -50,6 +55,35 @@ def test_evaluate_suite_prints_accuracy_per_slice(capsys: pytest.CaptureFixture[
     for name in suite.slices():
         assert name in printed
     assert "accuracy" in printed and "ECE" in printed
+
+
+def test_evaluate_suite_update_card_records_each_slice_in_the_card(tmp_path: Path) -> None:
+    weights = tmp_path / "copy.weights.h5"
+    shutil.copy(litert_path(DEFAULT_MODEL_PATH), litert_path(weights))
+    shipped = json.loads(card_path(DEFAULT_MODEL_PATH).read_text())
+    card_path(weights).write_text(json.dumps(shipped | {"robustness_suite": "stale"}))
+
+    # Printing the suite leaves the card alone; --update-card writes it.
+    assert main(["evaluate", "--model", str(weights), "--suite", "--per-slice", "10"]) == 0
+    assert json.loads(card_path(weights).read_text())["robustness_suite"] == "stale"
+    command = ["evaluate", "--model", str(weights), "--suite", "--per-slice", "10"]
+    assert main([*command, "--update-card"]) == 0
+
+    card = json.loads(card_path(weights).read_text())
+    recorded = card.pop("robustness_suite")
+    shipped.pop("robustness_suite", None)
+    assert card == shipped  # the card's other figures stay as they were
+    assert recorded["images_per_slice"] == 10
+    assert list(recorded["slices"]) == list(suite.slices())
+    for figures in recorded["slices"].values():
+        assert set(figures) == {"accuracy", "refused", "calibration_error"}
+        assert 0.0 <= figures["accuracy"] <= 1.0
+
+
+def test_the_shipped_card_records_the_whole_suite() -> None:
+    recorded = json.loads(card_path(DEFAULT_MODEL_PATH).read_text())["robustness_suite"]
+    assert recorded["images_per_slice"] == 10_000
+    assert list(recorded["slices"]) == list(suite.slices())
 
 
 def test_training_digits_are_redrawn_the_suites_ways_and_keep_their_labels(

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import negatives
-from .classifier import Classifier, ModelNotFoundError, card_path, litert_path
+from .classifier import Classifier, ModelNotFoundError, card_path, litert_path, write_card
 from .comparison import format_comparison
 from .config import Settings
 from .correction_set import RetrainError, read_corrections, starting_version
@@ -83,7 +83,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
         print(suite.format_results(results))
         if args.update_card:
             card = classifier.card | {"robustness_suite": suite.card_figures(results)}
-            card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+            write_card(model_path, card)
             print(f"wrote the suite's figures into {card_path(model_path)}")
     elif args.refusal_thresholds:
         from .training import HyperParameters, validation_examples
@@ -95,7 +95,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
         from .training import figures
 
         card = classifier.card | figures(classifier, data)
-        card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+        write_card(model_path, card)
         print(json.dumps({k: v for k, v in card.items() if k.startswith(("test_", "held_"))}))
     elif args.negatives:
         print(f"model {classifier.version}: held-out negatives answered not a digit")

@@ -39,6 +39,11 @@ def card_path(model_path: Path) -> Path:
     return model_path.with_name(f"{_stem(model_path)}.json")
 
 
+def write_card(model_path: Path, card: dict[str, Any]) -> None:
+    """Writes ``card`` as the model card beside the weights file ``model_path``."""
+    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+
+
 def litert_path(model_path: Path) -> Path:
     """The LiteRT model beside a weights file: ``x.weights.h5`` -> ``x.tflite``."""
     return model_path.with_name(f"{_stem(model_path)}.tflite")

@@ -23,6 +23,7 @@ from flaskandmnist.classifier import (
     ModelNotFoundError,
     card_path,
     litert_path,
+    write_card,
 )
 
 
@@ -77,5 +78,5 @@ def export(model_path: Path) -> dict:
     model.load_weights(model_path)
     card = json.loads(card_file.read_text())
     save_litert(model, model_path, card)
-    card_file.write_text(json.dumps(card, indent=2) + "\n")
+    write_card(model_path, card)
     return card

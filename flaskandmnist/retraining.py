@@ -12,7 +12,6 @@ negatives, and the LiteRT export is evaluated as the shipped model's was.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from flaskandmnist.classifier import NOT_A_DIGIT, Classifier, card_path
+from flaskandmnist.classifier import NOT_A_DIGIT, Classifier, write_card
 from flaskandmnist.comparison import compare, replay_images
 from flaskandmnist.correction_set import CorrectionSet, stack
 from flaskandmnist.mnist import Mnist, split_validation
@@ -157,7 +156,7 @@ def fine_tune(
     print("evaluating the candidate as served (LiteRT, int8) ...", flush=True)
     classifier = Classifier(save_litert(model, out_path, card), card)
     card.update(figures(classifier, data))
-    card_path(out_path).write_text(json.dumps(card, indent=2) + "\n")
+    write_card(out_path, card)
     return classifier, out_path.read_bytes()
 
 

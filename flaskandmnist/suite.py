@@ -229,7 +229,7 @@ def card_figures(results: list[SliceResult]) -> dict[str, Any]:
     """The suite's figures as the model card records them: each slice's accuracy, refusals
     and calibration error, and how many test digits each was measured on."""
     return {
-        "images_per_slice": results[0].images if results else 0,
+        "images_per_slice": results[0].images,
         "slices": {
             r.name: {
                 "accuracy": round(r.accuracy, 5),

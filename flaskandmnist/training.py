@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib.metadata
-import json
 import math
 import platform
 import time
@@ -31,7 +30,7 @@ from .classifier import (
     NUM_DIGITS,
     REFUSE_PROBABILITY,
     Classifier,
-    card_path,
+    write_card,
 )
 from .evaluation import calibration_error, evaluate, refusal_rate
 from .imaging import mnist_to_png, to_mnist
@@ -330,7 +329,7 @@ def train(data: Mnist, out_path: Path, hp: HyperParameters, verbose: int = 2) ->
     # Evaluated as served: the LiteRT model, int8 weights, calibrated.
     classifier = Classifier(save_litert(model, out_path, card), card)
     card.update(figures(classifier, data))
-    card_path(out_path).write_text(json.dumps(card, indent=2) + "\n")
+    write_card(out_path, card)
     return card
 
 

@@ -29,7 +29,7 @@ NUM_CLASSES = NUM_DIGITS + 1
 #: its probability between its digit and "not a digit", while dots, lines and letters are
 #: refused with near certainty. Chosen on the validation split and the held-out negatives
 #: (docs/model.md).
-REFUSE_PROBABILITY = 0.8
+REFUSE_PROBABILITY = 0.9
 #: Most images per interpreter call; larger batches (evaluation) run in parts.
 MAX_BATCH = 128
 

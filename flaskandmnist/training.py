@@ -46,7 +46,7 @@ OUTPUTS = "digits 0-9, then not a digit"
 class HyperParameters:
     """Everything that decides the trained weights (recorded in the model card)."""
 
-    epochs: int = 16
+    epochs: int = 28
     batch_size: int = 128
     learning_rate: float = 1e-3
     warmup_epochs: int = 1

@@ -27,7 +27,7 @@ NUM_CLASSES = NUM_DIGITS + 1
 #: "Not a digit" is the answer only when the model gives it at least this probability, not
 #: merely the largest one: an unusual real digit (bold, low resolution, a thin pen) spreads
 #: its probability between its digit and "not a digit", while dots, lines and letters are
-#: refused with near certainty. Chosen on the validation split and the held-out negatives
+#: refused with near certainty. Chosen on the validation split, never the test set
 #: (docs/model.md).
 REFUSE_PROBABILITY = 0.9
 #: Most images per interpreter call; larger batches (evaluation) run in parts.

@@ -64,9 +64,9 @@ def test_evaluate_suite_update_card_records_each_slice_in_the_card(tmp_path: Pat
     card_path(weights).write_text(json.dumps(shipped | {"robustness_suite": "stale"}))
 
     # Printing the suite leaves the card alone; --update-card writes it.
-    assert main(["evaluate", "--model", str(weights), "--suite", "--per-slice", "10"]) == 0
-    assert json.loads(card_path(weights).read_text())["robustness_suite"] == "stale"
     command = ["evaluate", "--model", str(weights), "--suite", "--per-slice", "10"]
+    assert main(command) == 0
+    assert json.loads(card_path(weights).read_text())["robustness_suite"] == "stale"
     assert main([*command, "--update-card"]) == 0
 
     card = json.loads(card_path(weights).read_text())
